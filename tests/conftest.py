@@ -1,0 +1,52 @@
+"""Shared test set-up: an isolated AIRFLOW_HOME, an Airflow metadata DB on demand, the local import server."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# Airflow reads its configuration when first imported: isolate it before any test module imports airflow.
+_AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="ami-airflow-home-"))
+os.environ["AIRFLOW_HOME"] = str(_AIRFLOW_HOME)
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
+os.environ.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{_AIRFLOW_HOME / 'airflow.db'}")
+os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(_AIRFLOW_HOME / "dags"))
+os.environ.setdefault("AIRFLOW__LOGGING__BASE_LOG_FOLDER", str(_AIRFLOW_HOME / "logs"))
+os.environ.pop("AIRFLOW_CONN_MILVUS_IMPORT_DEFAULT", None)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SENTINEL_TOKEN = "sentinel-token-7f3a9c-DO-NOT-LEAK"
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Path:
+    """An initialised metadata database (SQLite in the isolated AIRFLOW_HOME), for dag.test() and friends."""
+    from airflow.utils.db import initdb
+
+    initdb()
+    return _AIRFLOW_HOME
+
+
+@pytest.fixture(scope="session")
+def local_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """One local import server (Milvus Lite behind it) shared by the session; Milvus and Zilliz flavours."""
+    from airflow_milvus_import.local import LocalImportServer
+
+    root = tmp_path_factory.mktemp("local-server")
+    with LocalImportServer(data_dir=root / "data", bucket=root / "bucket") as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def secured_local_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """A local import server that requires ``SENTINEL_TOKEN`` as its Bearer token."""
+    from airflow_milvus_import.local import LocalImportServer
+
+    root = tmp_path_factory.mktemp("secured-local-server")
+    with LocalImportServer(data_dir=root / "data", bucket=root / "bucket", token=SENTINEL_TOKEN) as server:
+        yield server
