@@ -2,11 +2,64 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "get_provider_info"]
+__all__ = ["CONNECTION_FIELDS", "CONNECTION_FIELD_BEHAVIOUR", "__version__", "get_provider_info"]
+
+#: the connection form's extra fields (Airflow 3.2+ ``conn-fields``; stored in the connection's Extra)
+CONNECTION_FIELDS: dict[str, dict[str, Any]] = {
+    "cluster_id": {
+        "label": "Cluster ID (Zilliz Cloud)",
+        "description": "Zilliz Cloud only: the cluster's id (in01-...). Leave empty for self-hosted Milvus.",
+        "schema": {"type": ["string", "null"]},
+    },
+    "db_name": {
+        "label": "Database",
+        "description": "Database used when a task names none. Empty: the server's 'default'.",
+        "schema": {"type": ["string", "null"]},
+    },
+    "timeout": {
+        "label": "Timeout (seconds)",
+        "description": "Per request, for connecting and then for the answer. Default 30.",
+        "schema": {"type": ["number", "null"], "minimum": 0},
+    },
+    "verify": {
+        "label": "Verify TLS",
+        "description": "true, false, or the path of a CA bundle (e.g. for a self-signed certificate).",
+        "schema": {"type": ["string", "null"]},
+    },
+    "max_retries": {
+        "label": "Max retries",
+        "description": "Retries of transient failures (connection errors, timeouts, 5xx, 408, 429).",
+        "schema": {"type": ["integer", "null"], "minimum": 0},
+    },
+}
+
+#: which standard fields show, their labels and placeholders (Airflow 3.2+ ``ui-field-behaviour``)
+CONNECTION_FIELD_BEHAVIOUR: dict[str, Any] = {
+    "hidden-fields": ["schema"],
+    "relabeling": {
+        "host": "Endpoint URL",
+        "port": "Port",
+        "login": "User (self-hosted, optional)",
+        "password": "API key / token",
+    },
+    "placeholders": {
+        "host": "http://localhost:19530 or https://api.cloud.zilliz.com",
+        "port": "19530 (443 for Zilliz Cloud)",
+        "login": "root (optional: with a password it becomes the user:password token)",
+        "password": "Zilliz Cloud API key, Milvus token, or the user's password",
+        "extra": '{"cluster_id": "in01-xxxxxxxxxxxxxxx", "db_name": "default"}',
+        "cluster_id": "in01-xxxxxxxxxxxxxxx",
+        "db_name": "default",
+        "timeout": "30",
+        "verify": "true",
+        "max_retries": "3",
+    },
+}
 
 
 def get_provider_info() -> dict[str, Any]:
@@ -20,6 +73,9 @@ def get_provider_info() -> dict[str, Any]:
             {
                 "connection-type": "milvus_import",
                 "hook-class-name": "airflow_milvus_import.hooks.milvus_import.MilvusImportHook",
+                "hook-name": "Milvus Import (Milvus / Zilliz Cloud)",
+                "conn-fields": copy.deepcopy(CONNECTION_FIELDS),
+                "ui-field-behaviour": copy.deepcopy(CONNECTION_FIELD_BEHAVIOUR),
             }
         ],
     }

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow.exceptions import AirflowException
+from airflow.exceptions import AirflowException  # type: ignore[attr-defined]  # re-exported from the SDK in 3.2+
 
 
 class MilvusImportError(AirflowException):
@@ -66,6 +66,14 @@ class MilvusImportConnectionError(MilvusImportError):
     transient = True
 
 
+class MilvusImportConnectError(MilvusImportConnectionError):
+    """
+    No connection could be made (refused, DNS, TLS handshake, connect timeout): the request was never sent.
+
+    Unlike other connection failures, retrying cannot duplicate work, so even ``create`` is retried on it.
+    """
+
+
 class MilvusImportAuthError(MilvusImportError):
     """The server refused the credentials (HTTP 401, code 1800, Zilliz Cloud code 21119)."""
 
@@ -76,6 +84,14 @@ class MilvusImportPermissionError(MilvusImportError):
 
 class MilvusImportNotFoundError(MilvusImportError):
     """The job or the collection does not exist (code 2100 "does not exist" / "parse job id failed", 100)."""
+
+
+class MilvusImportRouteNotFoundError(MilvusImportNotFoundError):
+    """
+    The server has no such route (HTTP 404 with a plain-text body).
+
+    Older Milvus 2.4 builds have no ``describe``; a wrong Host (not the Milvus REST endpoint) looks the same.
+    """
 
 
 class MilvusImportRequestError(MilvusImportError):

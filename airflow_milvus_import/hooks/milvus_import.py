@@ -1,0 +1,716 @@
+"""MilvusImportHook: the Airflow connection and every REST call to Milvus / Zilliz Cloud import jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import json
+import os
+import random
+import socket
+import ssl
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import tenacity
+
+from airflow_milvus_import import protocol
+from airflow_milvus_import.exceptions import (
+    MilvusImportConnectionError,
+    MilvusImportError,
+    MilvusImportRateLimitError,
+    MilvusImportRequestError,
+    MilvusImportRouteNotFoundError,
+)
+from airflow_milvus_import.models import ImportJobProgress, ImportJobSummary
+
+try:
+    from airflow.sdk import BaseHook
+except ImportError:  # pragma: no cover - Airflow < 3.0 layout
+    from airflow.hooks.base import BaseHook  # type: ignore[no-redef,attr-defined]
+
+if TYPE_CHECKING:
+    import httpx
+    import requests
+
+    from airflow_milvus_import.protocol import ApiRequest, ConnectionSettings
+
+__all__ = ["MilvusImportHook"]
+
+_READ_CHUNK = 64 * 1024
+
+
+def _mask_function() -> Any:
+    """Airflow's ``mask_secret`` (its home moved between 3.0 and 3.3)."""
+    try:
+        from airflow.sdk.log import mask_secret
+
+        return mask_secret
+    except ImportError:  # pragma: no cover - Airflow 3.0
+        pass
+    try:  # pragma: no cover - Airflow 3.0
+        from airflow.sdk.execution_time.secrets_masker import mask_secret as sdk_mask_secret
+
+        return sdk_mask_secret
+    except ImportError:  # pragma: no cover
+        from airflow.utils.log.secrets_masker import mask_secret as core_mask_secret
+
+        return core_mask_secret
+
+
+def _mask(secrets: Iterable[str]) -> None:
+    mask_secret = _mask_function()
+    for secret in secrets:
+        if secret:
+            mask_secret(secret)
+
+
+async def _amask(secrets: Iterable[str]) -> None:
+    try:
+        from airflow.sdk.log import amask_secret
+    except ImportError:  # pragma: no cover - before Airflow 3.2
+        _mask(secrets)
+        return
+    for secret in secrets:
+        if secret:
+            await amask_secret(secret)
+
+
+def _extra_of(conn: Any) -> dict[str, Any]:
+    """A connection's extras as a dict (parsed here: no masking round trip, works on every Airflow 3)."""
+    raw = getattr(conn, "extra", None)
+    if raw is None or raw == "":
+        return {}
+    if isinstance(raw, Mapping):
+        return dict(raw)
+    try:
+        value = json.loads(raw)
+    except (TypeError, ValueError):
+        raise MilvusImportRequestError(
+            f"Milvus import connection '{conn.conn_id}': Extra is not valid JSON"
+        ) from None
+    if not isinstance(value, dict):
+        raise MilvusImportRequestError(
+            f"Milvus import connection '{conn.conn_id}': Extra must be a JSON object"
+        )
+    return value
+
+
+def _exception_chain(error: BaseException) -> list[BaseException]:
+    """``error`` and what it wraps (``__cause__``, ``__context__``, urllib3's ``reason``, first arg)."""
+    seen: list[BaseException] = []
+    pending: list[BaseException] = [error]
+    while pending and len(seen) < 16:
+        current = pending.pop(0)
+        if any(current is item for item in seen):
+            continue
+        seen.append(current)
+        for candidate in (
+            getattr(current, "reason", None),
+            current.__cause__,
+            current.__context__,
+            current.args[0] if current.args else None,
+        ):
+            if isinstance(candidate, BaseException):
+                pending.append(candidate)
+    return seen
+
+
+def _describe_failure(error: BaseException, timeout: float) -> tuple[str, bool | None]:
+    """
+    A short reason for a transport failure and whether the request could have reached the server.
+
+    Returns ``(reason, request_sent)``; ``request_sent`` is None when the chain does not say.
+    """
+    chain = _exception_chain(error)
+    for item in chain:
+        if isinstance(item, ssl.SSLCertVerificationError):
+            detail = getattr(item, "verify_message", "") or "certificate not trusted"
+            return (
+                f"TLS certificate verification failed ({detail}); set the extra 'verify' to a CA bundle",
+                False,
+            )
+    for item in chain:
+        if isinstance(item, ssl.SSLError):
+            return f"TLS handshake failed ({getattr(item, 'reason', None) or type(item).__name__})", False
+        if isinstance(item, socket.gaierror):
+            return "the host name could not be resolved", False
+        if isinstance(item, ConnectionRefusedError):
+            return "connection refused (is the server running, and are Host and Port right?)", False
+        if isinstance(item, OSError) and item.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
+            return "the host is unreachable", False
+        if isinstance(item, (ConnectionResetError, BrokenPipeError)):
+            return "the server closed the connection without answering", True
+    names = {type(item).__name__ for item in chain}
+    if names & {"ConnectTimeout", "ConnectTimeoutError", "PoolTimeout"}:
+        return f"no connection within {timeout:g} s", False
+    if names & {"ReadTimeout", "ReadTimeoutError", "WriteTimeout", "TimeoutError", "timeout"}:
+        return f"no answer within {timeout:g} s", True
+    if names & {
+        "RemoteDisconnected",
+        "RemoteProtocolError",
+        "ProtocolError",
+        "IncompleteRead",
+        "ChunkedEncodingError",
+        "ReadError",
+        "WriteError",
+    }:
+        return "the server closed the connection without answering", True
+    if names & {"NewConnectionError", "ConnectError"}:
+        return "could not connect", False
+    return f"transport failure ({type(error).__name__})", None
+
+
+def _httpx_verify(verify: bool | str) -> bool | ssl.SSLContext:
+    if isinstance(verify, str):
+        return ssl.create_default_context(cafile=verify)
+    return verify
+
+
+def _clean(error: BaseException) -> BaseException:
+    """Drop the exception chain so a log shows one clear error, not wrapped transport tracebacks."""
+    error.__cause__ = None
+    error.__context__ = None
+    error.__suppress_context__ = True
+    return error
+
+
+class MilvusImportHook(BaseHook):
+    """
+    Talks to the Milvus / Zilliz Cloud bulk-import REST API (``/v2/vectordb/jobs/import/*``).
+
+    One class for both deployments: a connection with the extra ``cluster_id`` is Zilliz Cloud, one
+    without is self-hosted Milvus. The sync methods share one ``requests.Session``; the async ones one
+    ``httpx.AsyncClient`` (created on first use, closed by :meth:`aclose`). Every call has a timeout
+    (30 s by default) and is retried with exponential backoff and jitter on transient failures only
+    (connection errors, timeouts, 5xx, 408, 429 honouring ``Retry-After``); ``create`` is retried only
+    where the server cannot have started a job. The token is registered with Airflow's secrets masker
+    and never appears in a repr, a log line or an exception message.
+
+    :param milvus_import_conn_id: the Airflow connection (type ``milvus_import``).
+    :param timeout: seconds per request (connect, then read); None: the connection's ``timeout`` or 30.
+    :param max_retries: retries after the first attempt; None: the connection's ``max_retries`` or 3;
+        0: a single attempt.
+    :param retry_min_wait: the first backoff in seconds (it doubles, with jitter, up to ``retry_max_wait``).
+    :param retry_max_wait: the longest backoff in seconds.
+    :param retry_after_cap: the longest ``Retry-After`` honoured, in seconds.
+    """
+
+    conn_name_attr = "milvus_import_conn_id"
+    default_conn_name = "milvus_import_default"
+    conn_type = "milvus_import"
+    hook_name = "Milvus Import (Milvus / Zilliz Cloud)"
+
+    retry_min_wait: float = 0.5
+    retry_max_wait: float = 10.0
+    retry_after_cap: float = 60.0
+
+    #: base URL -> the progress route that answered there (shared by every hook of the process)
+    _progress_route_by_url: ClassVar[dict[str, str]] = {}
+
+    def __init__(
+        self,
+        milvus_import_conn_id: str = default_conn_name,
+        *,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        retry_min_wait: float | None = None,
+        retry_max_wait: float | None = None,
+        retry_after_cap: float | None = None,
+        logger_name: str | None = None,
+    ) -> None:
+        super().__init__(logger_name=logger_name)
+        if not isinstance(milvus_import_conn_id, str) or not milvus_import_conn_id.strip():
+            raise MilvusImportRequestError("Milvus import: milvus_import_conn_id must be a non-empty string")
+        self.milvus_import_conn_id = milvus_import_conn_id
+        self._timeout = timeout
+        self._max_retries = max_retries
+        if retry_min_wait is not None:
+            self.retry_min_wait = retry_min_wait
+        if retry_max_wait is not None:
+            self.retry_max_wait = retry_max_wait
+        if retry_after_cap is not None:
+            self.retry_after_cap = retry_after_cap
+        self._settings: ConnectionSettings | None = None
+        self._progress_route: str | None = None
+        self._session: requests.Session | None = None
+        self._async_client: httpx.AsyncClient | None = None
+        self._async_client_loop: asyncio.AbstractEventLoop | None = None
+
+    def __repr__(self) -> str:
+        where = f", base_url={self._settings.base_url!r}" if self._settings is not None else ""
+        return f"{type(self).__name__}(milvus_import_conn_id={self.milvus_import_conn_id!r}{where})"
+
+    # -----------------------------------------------------------------------------------------------------
+    # The connection form (Airflow 3.0 / 3.1; 3.2+ reads conn-fields from get_provider_info())
+    # -----------------------------------------------------------------------------------------------------
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """Labels, placeholders and hidden fields of the connection form."""
+        from airflow_milvus_import import CONNECTION_FIELD_BEHAVIOUR
+
+        behaviour = CONNECTION_FIELD_BEHAVIOUR
+        return {
+            "hidden_fields": list(behaviour["hidden-fields"]),
+            "relabeling": dict(behaviour["relabeling"]),
+            "placeholders": dict(behaviour["placeholders"]),
+        }
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """The extra fields of the connection form as WTForms fields; {} where WTForms is not installed."""
+        try:
+            from wtforms import BooleanField, IntegerField, StringField
+            from wtforms.validators import NumberRange, Optional
+        except ImportError:
+            return {}
+        try:
+            from flask_babel import lazy_gettext
+        except ImportError:
+
+            def lazy_gettext(text: str) -> str:
+                return text
+
+        widget_kwargs: dict[str, Any] = {}
+        try:
+            from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
+
+            widget_kwargs["widget"] = BS3TextFieldWidget()
+        except ImportError:
+            pass
+        from airflow_milvus_import import CONNECTION_FIELDS
+
+        fields: dict[str, Any] = {}
+        for name, spec in CONNECTION_FIELDS.items():
+            label = lazy_gettext(spec["label"])
+            description = spec.get("description", "")
+            kind = spec["schema"]["type"]
+            kind = kind[0] if isinstance(kind, list) else kind
+            if kind == "integer":
+                fields[name] = IntegerField(
+                    label,
+                    validators=[Optional(), NumberRange(min=0)],
+                    description=description,
+                    **widget_kwargs,
+                )
+            elif kind == "boolean":
+                fields[name] = BooleanField(label, description=description)
+            else:
+                fields[name] = StringField(label, description=description, **widget_kwargs)
+        return fields
+
+    # -----------------------------------------------------------------------------------------------------
+    # Settings
+    # -----------------------------------------------------------------------------------------------------
+
+    def _settings_from(self, conn: Any) -> ConnectionSettings:
+        settings = protocol.settings_from_connection(
+            getattr(conn, "conn_id", None) or self.milvus_import_conn_id,
+            conn.host,
+            conn.port,
+            conn.schema,
+            conn.login,
+            conn.password,
+            _extra_of(conn),
+            timeout=self._timeout,
+            max_retries=self._max_retries,
+        )
+        if isinstance(settings.verify, str) and not os.path.exists(settings.verify):
+            raise MilvusImportRequestError(
+                f"Milvus import connection '{settings.conn_id}': the CA bundle in extra 'verify' "
+                f"({settings.verify}) does not exist"
+            )
+        return settings
+
+    def get_settings(self) -> ConnectionSettings:
+        """The connection's settings (read once per hook), with the token registered with the masker."""
+        if self._settings is None:
+            conn = self.get_connection(self.milvus_import_conn_id)
+            settings = self._settings_from(conn)
+            _mask(settings.secrets)
+            self._settings = settings
+        return self._settings
+
+    async def aget_settings(self) -> ConnectionSettings:
+        """:meth:`get_settings` without blocking the event loop (``await BaseHook.aget_connection``)."""
+        if self._settings is None:
+            aget_connection = getattr(self, "aget_connection", None)
+            if aget_connection is not None:
+                conn = await aget_connection(self.milvus_import_conn_id)
+            else:  # pragma: no cover - Airflow 3.0 without aget_connection
+                from asgiref.sync import sync_to_async
+
+                conn = await sync_to_async(self.get_connection)(self.milvus_import_conn_id)
+            settings = self._settings_from(conn)
+            await _amask(settings.secrets)
+            self._settings = settings
+        return self._settings
+
+    def get_conn(self) -> requests.Session:
+        """The ``requests.Session`` the sync calls share."""
+        return self._get_session()
+
+    # -----------------------------------------------------------------------------------------------------
+    # Retries
+    # -----------------------------------------------------------------------------------------------------
+
+    def _backoff(self, retry_state: tenacity.RetryCallState) -> float:
+        attempt = retry_state.attempt_number
+        base = min(self.retry_max_wait, self.retry_min_wait * (2 ** (attempt - 1)))
+        delay = base / 2 + random.uniform(0, base / 2)
+        error = retry_state.outcome.exception() if retry_state.outcome is not None else None
+        if isinstance(error, MilvusImportRateLimitError) and error.retry_after is not None:
+            delay = max(delay, min(error.retry_after, self.retry_after_cap))
+        return float(delay)
+
+    def _retry_kwargs(self, request: ApiRequest, attempts: int) -> dict[str, Any]:
+        def log_retry(retry_state: tenacity.RetryCallState) -> None:
+            error = retry_state.outcome.exception() if retry_state.outcome is not None else None
+            sleep = retry_state.next_action.sleep if retry_state.next_action is not None else 0.0
+            self.log.warning(
+                "%s; retry %d of %d in %.1f s", error, retry_state.attempt_number, attempts - 1, sleep
+            )
+
+        return {
+            "stop": tenacity.stop_after_attempt(attempts),
+            "wait": self._backoff,
+            "retry": tenacity.retry_if_exception(lambda error: protocol.is_retryable(request, error)),
+            "before_sleep": log_retry,
+            "reraise": True,
+        }
+
+    # -----------------------------------------------------------------------------------------------------
+    # Sync transport
+    # -----------------------------------------------------------------------------------------------------
+
+    def _get_session(self) -> requests.Session:
+        if self._session is None:
+            import requests
+            from requests.adapters import HTTPAdapter
+
+            session = requests.Session()
+            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=32, max_retries=0)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+            self._session = session
+        return self._session
+
+    def _send(self, request: ApiRequest, settings: ConnectionSettings) -> dict[str, Any]:
+        """One attempt: send, read at most ``max_response_bytes`` + 1, parse."""
+        import requests
+
+        session = self._get_session()
+        failure: BaseException | None = None
+        status = 0
+        headers: Mapping[str, str] = {}
+        body = b""
+        try:
+            response = session.post(
+                request.url,
+                data=request.content(),
+                headers=dict(request.headers),
+                timeout=(settings.timeout, settings.timeout),
+                verify=settings.verify,
+                allow_redirects=False,
+                stream=True,
+            )
+            try:
+                status = response.status_code
+                headers = response.headers
+                chunks: list[bytes] = []
+                size = 0
+                for chunk in response.iter_content(_READ_CHUNK):
+                    chunks.append(chunk)
+                    size += len(chunk)
+                    if size > settings.max_response_bytes:
+                        break
+                body = b"".join(chunks)
+            finally:
+                response.close()
+        except requests.exceptions.RequestException as exc:
+            failure = exc
+        if failure is not None:
+            raise self._transport_error(request, settings, failure)
+        return protocol.parse_response(request, status, headers, body, max_bytes=settings.max_response_bytes)
+
+    def _transport_error(
+        self, request: ApiRequest, settings: ConnectionSettings, failure: BaseException
+    ) -> MilvusImportConnectionError:
+        reason, sent = _describe_failure(failure, settings.timeout)
+        error = protocol.connection_error(request, reason, request_sent=sent is not False)
+        _clean(error)
+        return error
+
+    def _call(
+        self, request: ApiRequest, settings: ConnectionSettings, *, max_retries: int | None = None
+    ) -> dict[str, Any]:
+        attempts = 1 + (settings.max_retries if max_retries is None else max_retries)
+        error: MilvusImportError
+        try:
+            return tenacity.Retrying(**self._retry_kwargs(request, attempts))(self._send, request, settings)
+        except MilvusImportError as exc:
+            error = exc
+        raise _clean(error) from None
+
+    # -----------------------------------------------------------------------------------------------------
+    # Async transport
+    # -----------------------------------------------------------------------------------------------------
+
+    def _get_async_client(self, settings: ConnectionSettings) -> httpx.AsyncClient:
+        import httpx
+
+        loop = asyncio.get_running_loop()
+        client = self._async_client
+        if client is None or client.is_closed or self._async_client_loop is not loop:
+            # An httpx client is bound to the loop it first ran in; a new loop gets a new client.
+            client = httpx.AsyncClient(
+                timeout=httpx.Timeout(settings.timeout),
+                verify=_httpx_verify(settings.verify),
+                follow_redirects=False,
+                limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
+            )
+            self._async_client = client
+            self._async_client_loop = loop
+        return client
+
+    async def _asend(self, request: ApiRequest, settings: ConnectionSettings) -> dict[str, Any]:
+        import httpx
+
+        client = self._get_async_client(settings)
+        failure: BaseException | None = None
+        status = 0
+        headers: Mapping[str, str] = {}
+        body = b""
+        try:
+            async with client.stream(
+                "POST", request.url, content=request.content(), headers=dict(request.headers)
+            ) as response:
+                status = response.status_code
+                headers = response.headers
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in response.aiter_bytes(_READ_CHUNK):
+                    chunks.append(chunk)
+                    size += len(chunk)
+                    if size > settings.max_response_bytes:
+                        break
+                body = b"".join(chunks)
+        except httpx.HTTPError as exc:
+            failure = exc
+        except ssl.SSLError as exc:  # pragma: no cover - httpx wraps these, but be safe
+            failure = exc
+        if failure is not None:
+            raise self._transport_error(request, settings, failure)
+        return protocol.parse_response(request, status, headers, body, max_bytes=settings.max_response_bytes)
+
+    async def _acall(
+        self, request: ApiRequest, settings: ConnectionSettings, *, max_retries: int | None = None
+    ) -> dict[str, Any]:
+        attempts = 1 + (settings.max_retries if max_retries is None else max_retries)
+        error: MilvusImportError
+        try:
+            retrying = tenacity.AsyncRetrying(**self._retry_kwargs(request, attempts))
+            result: dict[str, Any] = await retrying(self._asend, request, settings)
+            return result
+        except MilvusImportError as exc:
+            error = exc
+        raise _clean(error) from None
+
+    # -----------------------------------------------------------------------------------------------------
+    # Progress routes: describe, falling back (and remembering) on a 404
+    # -----------------------------------------------------------------------------------------------------
+
+    def _route_order(self, settings: ConnectionSettings) -> list[str]:
+        routes = list(protocol.progress_routes(settings))
+        known = self._progress_route or self._progress_route_by_url.get(settings.base_url)
+        if known in routes:
+            routes.remove(known)
+            routes.insert(0, known)
+        return routes
+
+    def _remember_route(self, settings: ConnectionSettings, route: str) -> None:
+        if self._progress_route != route:
+            if route != protocol.ROUTE_DESCRIBE:
+                self.log.info(
+                    "%s answers job progress on '%s'; using it from now on", settings.base_url, route
+                )
+            self._progress_route = route
+        type(self)._progress_route_by_url[settings.base_url] = route
+
+    # -----------------------------------------------------------------------------------------------------
+    # Public API (sync)
+    # -----------------------------------------------------------------------------------------------------
+
+    def create_import_job(
+        self,
+        collection_name: str,
+        files: Sequence[Sequence[str]] | Sequence[str] | None = None,
+        *,
+        db_name: str | None = None,
+        partition_name: str | None = None,
+        options: Mapping[str, Any] | None = None,
+        object_urls: Sequence[Sequence[str]] | Sequence[str] | None = None,
+        storage_credentials: Mapping[str, str] | None = None,
+    ) -> str:
+        """
+        Start an import job and return its id.
+
+        :param collection_name: the target collection.
+        :param files: the data: a list of lists (each inner list one file, or the column files of one
+            set), or a flat list of paths, as ``BulkWriter.batch_files`` gives. On Milvus, paths in its
+            bucket; on Zilliz Cloud, object URLs.
+        :param db_name: the database (default: the connection's ``db_name``, else the server's default).
+        :param partition_name: the target partition.
+        :param options: server options, e.g. ``{"timeout": "300s", "auto_commit": False}``; numbers and
+            booleans become strings.
+        :param object_urls: Zilliz Cloud object URLs (instead of ``files``).
+        :param storage_credentials: Zilliz Cloud: ``access_key``, ``secret_key`` and ``token`` for the
+            bucket (take them from an Airflow connection, never from plain task arguments).
+        :raises MilvusImportRequestError: invalid arguments, before anything is sent.
+        """
+        settings = self.get_settings()
+        request = protocol.build_create_request(
+            settings,
+            collection_name,
+            files,
+            db_name=db_name,
+            partition_name=partition_name,
+            options=options,
+            object_urls=object_urls,
+            storage_credentials=storage_credentials,
+        )
+        _mask(request.secrets)
+        data = self._call(request, settings)
+        job_id = protocol.parse_create_response(request, data)
+        self.log.info(
+            "Created Milvus import job %s for collection '%s' at %s",
+            job_id,
+            request.collection_name,
+            settings.base_url,
+        )
+        return job_id
+
+    def get_import_progress(self, job_id: str, *, db_name: str | None = None) -> ImportJobProgress:
+        """
+        A job's state, progress and per-file details (``describe``; ``get_progress`` / ``getProgress``
+        where the server only has those, remembered for later calls).
+
+        :raises MilvusImportNotFoundError: no such job.
+        """
+        settings = self.get_settings()
+        normalized = protocol.normalize_job_id(job_id)
+        missing: MilvusImportRouteNotFoundError | None = None
+        for route in self._route_order(settings):
+            request = protocol.build_progress_request(settings, normalized, route=route, db_name=db_name)
+            try:
+                data = self._call(request, settings)
+            except MilvusImportRouteNotFoundError as exc:
+                missing = exc
+                continue
+            self._remember_route(settings, route)
+            return ImportJobProgress.from_wire(data, job_id=normalized)
+        assert missing is not None
+        raise _clean(missing) from None
+
+    def list_import_jobs(
+        self, collection_name: str | None = None, *, db_name: str | None = None
+    ) -> list[ImportJobSummary]:
+        """Import jobs (of one collection, if given); on Zilliz Cloud every page is fetched."""
+        settings = self.get_settings()
+        pager = protocol.ListPager(settings, collection_name, db_name=db_name)
+        while (request := pager.next_request()) is not None:
+            pager.feed(request, self._call(request, settings))
+        return pager.jobs
+
+    def commit_import_job(self, job_id: str, *, db_name: str | None = None) -> None:
+        """Commit a two-phase job (created with ``options={"auto_commit": False}``; newest Milvus)."""
+        settings = self.get_settings()
+        request = protocol.build_commit_request(settings, job_id, db_name=db_name)
+        self._call(request, settings)
+        self.log.info("Committed Milvus import job %s", request.job_id)
+
+    def abort_import_job(self, job_id: str, *, db_name: str | None = None) -> None:
+        """Abort a two-phase job that is not committed yet (newest Milvus)."""
+        settings = self.get_settings()
+        request = protocol.build_abort_request(settings, job_id, db_name=db_name)
+        self._call(request, settings)
+        self.log.info("Aborted Milvus import job %s", request.job_id)
+
+    def test_connection(self) -> tuple[bool, str]:
+        """
+        The UI's Test button: one ``list`` call, no retries. Never raises.
+
+        :return: ``(True, "Connected to ... (Milvus); N import jobs visible")`` or ``(False, reason)``.
+        """
+        settings: ConnectionSettings | None = None
+        try:
+            settings = self.get_settings()
+            request = protocol.build_list_request(settings)
+            data = self._call(request, settings, max_retries=0)
+            records, total = protocol.parse_list_page(request, data)
+            count = total if total is not None else len(records)
+            noun = "import job" if count == 1 else "import jobs"
+            return True, f"Connected to {settings.base_url} ({settings.deployment}); {count} {noun} visible"
+        except Exception as exc:
+            message = str(exc) or type(exc).__name__
+            for secret in settings.secrets if settings is not None else ():
+                message = message.replace(secret, "***")
+            return False, message
+
+    def close(self) -> None:
+        """Close the shared ``requests.Session`` (the async client is closed by :meth:`aclose`)."""
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
+    def __enter__(self) -> MilvusImportHook:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -----------------------------------------------------------------------------------------------------
+    # Public API (async)
+    # -----------------------------------------------------------------------------------------------------
+
+    async def aget_import_progress(self, job_id: str, *, db_name: str | None = None) -> ImportJobProgress:
+        """The async twin of :meth:`get_import_progress` (one reused ``httpx.AsyncClient``)."""
+        settings = await self.aget_settings()
+        normalized = protocol.normalize_job_id(job_id)
+        missing: MilvusImportRouteNotFoundError | None = None
+        for route in self._route_order(settings):
+            request = protocol.build_progress_request(settings, normalized, route=route, db_name=db_name)
+            try:
+                data = await self._acall(request, settings)
+            except MilvusImportRouteNotFoundError as exc:
+                missing = exc
+                continue
+            self._remember_route(settings, route)
+            return ImportJobProgress.from_wire(data, job_id=normalized)
+        assert missing is not None
+        raise _clean(missing) from None
+
+    async def alist_import_jobs(
+        self, collection_name: str | None = None, *, db_name: str | None = None
+    ) -> list[ImportJobSummary]:
+        """The async twin of :meth:`list_import_jobs`."""
+        settings = await self.aget_settings()
+        pager = protocol.ListPager(settings, collection_name, db_name=db_name)
+        while (request := pager.next_request()) is not None:
+            pager.feed(request, await self._acall(request, settings))
+        return pager.jobs
+
+    async def aclose(self) -> None:
+        """Close the shared ``httpx.AsyncClient`` (and the sync session)."""
+        client, self._async_client = self._async_client, None
+        self._async_client_loop = None
+        if client is not None and not client.is_closed:
+            await client.aclose()
+        self.close()
+
+    async def __aenter__(self) -> MilvusImportHook:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()

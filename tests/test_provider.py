@@ -1,0 +1,197 @@
+"""Provider registration: get_provider_info, discovery through ProvidersManager, the connection form."""
+
+from __future__ import annotations
+
+import json
+import sys
+from importlib.resources import files
+from typing import Any
+
+import jsonschema
+import pytest
+
+import airflow_milvus_import
+from airflow_milvus_import import CONNECTION_FIELD_BEHAVIOUR, CONNECTION_FIELDS, get_provider_info
+from airflow_milvus_import.hooks.milvus_import import MilvusImportHook
+
+HOOK_PATH = "airflow_milvus_import.hooks.milvus_import.MilvusImportHook"
+EXTRAS = ("cluster_id", "db_name", "timeout", "verify", "max_retries")
+
+
+def airflow_schema(name: str) -> dict[str, Any]:
+    return json.loads(files("airflow").joinpath(name).read_text())
+
+
+def test_provider_info_is_valid_for_airflow() -> None:
+    info = get_provider_info()
+    jsonschema.validate(info, airflow_schema("provider_info.schema.json"))
+    connection_types = airflow_schema("provider.yaml.schema.json")["properties"]["connection-types"]
+    jsonschema.validate(info["connection-types"], connection_types)
+    assert info["package-name"] == "airflow-milvus-import"
+    assert info["versions"] == [airflow_milvus_import.__version__]
+
+
+def test_connection_type_declares_its_form() -> None:
+    (connection,) = get_provider_info()["connection-types"]
+    assert connection["connection-type"] == "milvus_import"
+    assert connection["hook-class-name"] == HOOK_PATH
+    assert connection["hook-name"] == "Milvus Import (Milvus / Zilliz Cloud)"
+    assert set(connection["conn-fields"]) == set(EXTRAS)
+    behaviour = connection["ui-field-behaviour"]
+    assert behaviour["hidden-fields"] == ["schema"]
+    assert "port" not in behaviour["hidden-fields"], "Airflow 3.3's Test button needs a stored port"
+    assert behaviour["relabeling"]["host"] == "Endpoint URL"
+    assert behaviour["relabeling"]["password"] == "API key / token"
+    for name in ("host", "port", "login", "password", *EXTRAS):
+        assert behaviour["placeholders"][name]
+
+
+def test_provider_info_hands_out_copies() -> None:
+    get_provider_info()["connection-types"][0]["ui-field-behaviour"]["placeholders"]["host"] = "changed"
+    assert CONNECTION_FIELD_BEHAVIOUR["placeholders"]["host"] != "changed"
+
+
+def test_hook_attributes() -> None:
+    assert MilvusImportHook.conn_name_attr == "milvus_import_conn_id"
+    assert MilvusImportHook.default_conn_name == "milvus_import_default"
+    assert MilvusImportHook.conn_type == "milvus_import"
+    assert MilvusImportHook.hook_name == "Milvus Import (Milvus / Zilliz Cloud)"
+    assert MilvusImportHook().milvus_import_conn_id == "milvus_import_default"
+
+
+def test_providers_manager_discovers_the_hook() -> None:
+    from airflow.providers_manager import ProvidersManager
+
+    manager = ProvidersManager()
+    assert "airflow-milvus-import" in manager.providers
+    assert manager.providers["airflow-milvus-import"].version == airflow_milvus_import.__version__
+
+
+def test_the_task_runtime_discovers_the_hook() -> None:
+    from airflow.sdk.definitions.connection import Connection
+    from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime
+
+    hook_info = ProvidersManagerTaskRuntime().hooks["milvus_import"]
+    assert hook_info is not None
+    assert hook_info.hook_class_name == HOOK_PATH
+    assert hook_info.connection_id_attribute_name == "milvus_import_conn_id"
+    assert hook_info.hook_name == "Milvus Import (Milvus / Zilliz Cloud)"
+    # What `airflow connections test` and the UI's Test button do: connection -> hook.
+    connection = Connection(conn_id="from_ui", conn_type="milvus_import", host="http://127.0.0.1:19530")
+    hook = connection.get_hook()
+    assert isinstance(hook, MilvusImportHook)
+    assert hook.milvus_import_conn_id == "from_ui"
+
+
+def test_providers_manager_reads_the_form_from_provider_info() -> None:
+    from airflow.providers_manager import ProvidersManager
+
+    manager = ProvidersManager()
+    manager.initialize_providers_hooks()
+    widgets = manager.connection_form_widgets
+    for name in EXTRAS:
+        widget = widgets[f"extra__milvus_import__{name}"]
+        assert widget.hook_class_name == HOOK_PATH
+        assert widget.field_name == name
+        assert widget.field["schema"]["title"] == CONNECTION_FIELDS[name]["label"]
+        assert not widget.is_sensitive
+    behaviour = manager.field_behaviours["milvus_import"]
+    assert behaviour["hidden_fields"] == ["schema"]
+    assert behaviour["placeholders"]["extra__milvus_import__cluster_id"] == "in01-xxxxxxxxxxxxxxx"
+    assert behaviour["placeholders"]["host"].startswith("http://localhost:19530")
+
+
+def test_the_ui_api_renders_our_form() -> None:
+    from airflow.api_fastapi.core_api.services.ui.connections import HookMetaService
+
+    HookMetaService.hook_meta_data.cache_clear()
+    (meta,) = [item for item in HookMetaService.hook_meta_data() if item.connection_type == "milvus_import"]
+    assert meta.hook_name == "Milvus Import (Milvus / Zilliz Cloud)"
+    standard = meta.standard_fields
+    assert standard is not None
+    assert standard.url_schema is not None
+    assert standard.url_schema.hidden
+    assert standard.host is not None
+    assert standard.host.title == "Endpoint URL"
+    assert not standard.host.hidden
+    assert standard.port is not None
+    assert not standard.port.hidden
+    assert standard.port.placeholder
+    assert standard.password is not None
+    assert standard.password.title == "API key / token"
+    assert meta.extra_fields is not None
+    assert set(meta.extra_fields) == set(EXTRAS)
+    assert meta.extra_fields["cluster_id"]["schema"]["title"] == "Cluster ID (Zilliz Cloud)"
+
+
+def test_ui_field_behaviour_for_airflow_3_0_and_3_1() -> None:
+    behaviour = MilvusImportHook.get_ui_field_behaviour()
+    jsonschema.validate(behaviour, airflow_schema("customized_form_field_behaviours.schema.json"))
+    assert behaviour["hidden_fields"] == ["schema"]
+    assert "port" not in behaviour["hidden_fields"]
+    assert behaviour["relabeling"]["host"] == "Endpoint URL"
+    assert set(EXTRAS) <= set(behaviour["placeholders"])
+    behaviour["placeholders"]["host"] = "mutated"
+    assert MilvusImportHook.get_ui_field_behaviour()["placeholders"]["host"] != "mutated"
+
+
+def test_form_widgets_without_wtforms(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "wtforms", None)  # the import fails, as on a 3.x without FAB
+    assert MilvusImportHook.get_connection_form_widgets() == {}
+
+
+def test_form_widgets_with_wtforms() -> None:
+    pytest.importorskip("wtforms")
+    widgets = MilvusImportHook.get_connection_form_widgets()
+    assert set(widgets) == set(EXTRAS)
+    assert widgets["max_retries"].field_class.__name__ == "IntegerField"
+    assert widgets["cluster_id"].field_class.__name__ == "StringField"
+    assert str(widgets["cluster_id"].args[0]) == "Cluster ID (Zilliz Cloud)"
+
+
+def test_protocol_and_models_add_no_http_client_to_the_import() -> None:
+    import subprocess
+
+    # Whatever Airflow itself loads is not ours to count: compare with importing airflow.exceptions alone.
+    code = (
+        "import sys, airflow.exceptions, pendulum; before = set(sys.modules);"
+        "import airflow_milvus_import, airflow_milvus_import.protocol, airflow_milvus_import.models;"
+        "print(sorted(m for m in set(sys.modules) - before if not m.startswith('airflow_milvus_import')))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_the_hook_module_loads_no_http_client_until_used() -> None:
+    import subprocess
+
+    code = (
+        "import sys, airflow.sdk, airflow.exceptions, pendulum; before = set(sys.modules);"
+        "import airflow_milvus_import.hooks.milvus_import;"
+        "print(sorted(m for m in ('requests', 'httpx') if m in set(sys.modules) - before))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_airflow_connection_test_reaches_a_server_through_the_hook(httpserver_ipv4: Any) -> None:
+    from airflow.sdk.definitions.connection import Connection
+
+    from tests.conftest import SENTINEL_TOKEN
+    from tests.wire_server import FakeImportServer
+
+    fake = FakeImportServer(httpserver_ipv4, token=SENTINEL_TOKEN)
+    fake.add_job()
+    # What the UI's Test button runs on a worker (Airflow 3.3): Connection.test_connection -> our hook.
+    connection = Connection(
+        conn_id="ui_test", conn_type="milvus_import", host=fake.base_url, password=SENTINEL_TOKEN
+    )
+    assert connection.test_connection() == (
+        True,
+        f"Connected to {fake.base_url} (Milvus); 1 import job visible",
+    )
+    wrong = Connection(conn_id="ui_test", conn_type="milvus_import", host=fake.base_url, password="wrong")
+    ok, message = wrong.test_connection()
+    assert not ok
+    assert "credentials were not accepted" in message
+    assert SENTINEL_TOKEN not in message
