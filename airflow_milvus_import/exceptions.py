@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow.exceptions import AirflowException  # type: ignore[attr-defined]  # re-exported from the SDK in 3.2+
+try:
+    from airflow.sdk.exceptions import AirflowException
+except ImportError:  # Airflow 3.0 / 3.1
+    from airflow.exceptions import AirflowException  # type: ignore[attr-defined,no-redef]
 
 
 class MilvusImportError(AirflowException):

@@ -138,7 +138,7 @@ def parse_job_id(value: Any) -> str | None:
 
 
 def parse_time(value: Any) -> DateTime | None:
-    """``"2024-04-01T06:17:55Z"``-style text (or epoch seconds/milliseconds) to an aware DateTime; else None."""
+    """``"2024-04-01T06:17:55Z"``-style text (or epoch seconds / milliseconds) to an aware DateTime, or None."""
     if value is None or isinstance(value, bool) or value == "":
         return None
     if isinstance(value, (int, float)):

@@ -1,0 +1,646 @@
+"""
+Waiting for import jobs, without the I/O: shared by the trigger, the sensor and the operators.
+
+Everything here is pure (no network, no clock: callers pass timestamps in), so the rules that decide a
+wait's outcome are tested directly and are the same whether the wait runs in the triggerer (async), in a
+poking worker (sync) or in the import operator.
+
+- :func:`normalize_job_ids` turns what a user (or a template) gave into a clean list of ids.
+- :class:`JobWaitTracker` keeps the last progress of each job, counts consecutive failed polls and
+  consecutive unknown states, and decides the outcome (:class:`WaitResult`) with these rules:
+
+  1. **fail fast**: as soon as any job is ``Failed`` the wait ends ``failed`` (the other jobs are not
+     waited for; their last-seen progress is reported);
+  2. a job whose polls fail ``max_consecutive_errors`` times in a row (transient errors), or whose state
+     stays unknown (``None``) that many polls in a row, ends the wait with ``error``; a non-transient
+     error (auth, not found, bad request) ends it at once;
+  3. ``success`` once every job is ``Completed`` (or ``Uncommitted`` when ``accept_uncommitted``);
+  4. otherwise keep waiting; the caller ends the wait with ``timeout`` at its deadline.
+
+- :class:`ProgressHistory` estimates rows per second and an ETA from recent samples, and
+  :func:`format_progress_line` renders the one line a poll logs.
+- :class:`WaitResult` is also the trigger event's payload (:meth:`WaitResult.to_event` /
+  :meth:`WaitResult.from_event`), and :func:`exception_for_result` turns an unsuccessful one into the
+  exception a task raises.
+"""
+
+from __future__ import annotations
+
+import ast
+import enum
+import json
+import math
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from airflow_milvus_import.exceptions import (
+    MilvusImportError,
+    MilvusImportJobFailed,
+    MilvusImportJobTimeout,
+)
+from airflow_milvus_import.models import ImportJobProgress, ImportJobState, parse_job_id
+
+__all__ = [
+    "DEFAULT_MAX_CONSECUTIVE_ERRORS",
+    "JobWaitTracker",
+    "ProgressHistory",
+    "ProgressRate",
+    "WaitResult",
+    "WaitStatus",
+    "describe_job",
+    "exception_for_result",
+    "failed_files",
+    "format_count",
+    "format_duration",
+    "format_progress_line",
+    "format_summary_line",
+    "is_done_state",
+    "job_ids_given_as_list",
+    "normalize_job_ids",
+]
+
+DEFAULT_MAX_CONSECUTIVE_ERRORS = 5
+
+_NOT_A_LIST = object()
+
+#: at most this many failed files are spelled out in one message (the rest are counted)
+_MAX_FILES_IN_MESSAGE = 20
+
+
+class WaitStatus(str, enum.Enum):
+    """How a wait ended; the ``status`` of the trigger's event."""
+
+    SUCCESS = "success"
+    FAILED = "failed"
+    TIMEOUT = "timeout"
+    ERROR = "error"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+# --------------------------------------------------------------------------------------------------------
+# Job ids
+
+
+def normalize_job_ids(value: Any) -> list[str]:
+    """
+    One job id or several, as a list of non-empty strings without duplicates (first occurrence kept).
+
+    Accepts a string, an integer (Milvus ids are numbers), any iterable of those, and the text of a list
+    (``"['1', '2']"``: what a Jinja template renders a pulled XCom list to).
+
+    :raises ValueError: no id at all, or an empty / ``None`` / non-scalar id (its position is named).
+    """
+    if isinstance(value, str):
+        text = value.strip()
+        value = _parse_list_text(text) if text.startswith("[") and text.endswith("]") else [value]
+    elif value is None or isinstance(value, (int, float, Mapping)):
+        value = [value]
+    elif not isinstance(value, Iterable):
+        raise ValueError(f"import job id must be a string or a list of strings, got {type(value).__name__}")
+
+    items = list(value)
+    if not items:
+        raise ValueError("no import job id given: job_id is an empty list")
+    job_ids: list[str] = []
+    for position, item in enumerate(items):
+        job_id = parse_job_id(item) if isinstance(item, (str, int, float)) else None
+        if job_id is None:
+            where = f" at position {position}" if len(items) > 1 else ""
+            raise ValueError(f"invalid import job id{where}: {item!r} (expected a non-empty string)")
+        if job_id not in job_ids:
+            job_ids.append(job_id)
+    return job_ids
+
+
+def job_ids_given_as_list(value: Any) -> bool:
+    """
+    Whether ``value`` names jobs as a list (a waiter then returns a list) rather than one id.
+
+    True for lists, tuples and other iterables, and for the text of a list (``"['1']"``), even of one id.
+    """
+    if isinstance(value, str):
+        text = value.strip()
+        return text.startswith("[") and text.endswith("]") and isinstance(_parse_list_text(text, None), list)
+    if value is None or isinstance(value, (int, float, Mapping)):
+        return False
+    return isinstance(value, Iterable)
+
+
+def _parse_list_text(text: str, default: Any = _NOT_A_LIST) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        # Not a list after all: a single id that happens to be written in brackets.
+        return [text] if default is _NOT_A_LIST else default
+
+
+# --------------------------------------------------------------------------------------------------------
+# States and rates
+
+
+def is_done_state(state: ImportJobState, *, accept_uncommitted: bool = False) -> bool:
+    """Whether a job in ``state`` counts as successfully finished for a waiter."""
+    if state is ImportJobState.COMPLETED:
+        return True
+    return accept_uncommitted and state is ImportJobState.UNCOMMITTED
+
+
+@dataclass(frozen=True)
+class ProgressRate:
+    """
+    What recent samples say about a job's speed.
+
+    :param rows_per_second: imported rows per second, None until two samples exist.
+    :param eta_seconds: estimated seconds to completion, None until it can be estimated.
+    """
+
+    rows_per_second: float | None = None
+    eta_seconds: float | None = None
+
+
+class ProgressHistory:
+    """
+    Recent ``(time, imported rows, percent)`` samples of one job, to estimate rows/s and an ETA.
+
+    The ETA follows the job's overall percent (Milvus weights its phases: rows are only counted while
+    importing, then sorting and indexing still take time), and falls back to the remaining rows at the
+    current row rate when the percent has not moved. Times are whatever monotonic clock the caller uses.
+
+    :param max_samples: how many recent samples the estimate spans.
+    """
+
+    def __init__(self, max_samples: int = 12) -> None:
+        if max_samples < 2:
+            raise ValueError("max_samples must be at least 2")
+        self._samples: deque[tuple[float, int, int]] = deque(maxlen=max_samples)
+
+    def __len__(self) -> int:
+        return len(self._samples)
+
+    def add(self, progress: ImportJobProgress, at: float) -> None:
+        """Record a sample; a job that went backwards (server restart, new attempt) starts a new history."""
+        if self._samples:
+            last_at, last_rows, last_percent = self._samples[-1]
+            if at <= last_at:
+                return
+            if progress.imported_rows < last_rows or progress.progress < last_percent:
+                self._samples.clear()
+        self._samples.append((at, progress.imported_rows, progress.progress))
+
+    def rate(self, progress: ImportJobProgress | None = None) -> ProgressRate:
+        """
+        The current estimate.
+
+        :param progress: the latest progress (for the remaining rows); defaults to the last sample's.
+        """
+        if len(self._samples) < 2:
+            return ProgressRate()
+        first_at, first_rows, first_percent = self._samples[0]
+        last_at, last_rows, last_percent = self._samples[-1]
+        elapsed = last_at - first_at
+        if elapsed <= 0:
+            return ProgressRate()
+        rows_per_second = max(0.0, (last_rows - first_rows) / elapsed)
+        percent_per_second = (last_percent - first_percent) / elapsed
+        eta: float | None = None
+        if progress is not None and progress.state.is_terminal:
+            eta = None
+        elif percent_per_second > 0 and last_percent < 100:
+            eta = (100 - last_percent) / percent_per_second
+        elif rows_per_second > 0 and progress is not None and progress.total_rows > progress.imported_rows:
+            eta = (progress.total_rows - progress.imported_rows) / rows_per_second
+        return ProgressRate(rows_per_second=rows_per_second, eta_seconds=eta)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Text
+
+
+def format_count(value: int) -> str:
+    """``1234567`` -> ``"1,234,567"``."""
+    return f"{value:,}"
+
+
+def format_duration(seconds: float) -> str:
+    """A short human duration: ``"0.05s"``, ``"2.5s"``, ``"45s"``, ``"3m05s"``, ``"2h03m"``, ``"3d04h"``."""
+    if not math.isfinite(seconds) or seconds < 0:
+        return "n/a"
+    if seconds < 10:
+        return f"{seconds:.2g}s" if seconds < 1 else f"{seconds:.1f}".removesuffix(".0") + "s"
+    total = round(seconds)
+    if total < 60:
+        return f"{total}s"
+    minutes, secs = divmod(total, 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours}h{minutes:02d}m"
+    days, hours = divmod(hours, 24)
+    return f"{days}d{hours:02d}h"
+
+
+def _format_rate(rows_per_second: float) -> str:
+    if rows_per_second >= 100:
+        return f"{rows_per_second:,.0f}"
+    if rows_per_second >= 10:
+        return f"{rows_per_second:.1f}"
+    return f"{rows_per_second:.2f}"
+
+
+def describe_job(progress: ImportJobProgress | None, job_id: str | None = None) -> str:
+    """``"job 4487 (collection 'books')"``; just the id when the collection is not known."""
+    identifier = progress.job_id if progress is not None and progress.job_id else job_id or "?"
+    if progress is not None and progress.collection_name:
+        return f"job {identifier} (collection {progress.collection_name!r})"
+    return f"job {identifier}"
+
+
+def _files_text(progress: ImportJobProgress) -> str:
+    if not progress.details:
+        return "files n/a"
+    return f"files {progress.completed_files}/{len(progress.details)}"
+
+
+def format_progress_line(progress: ImportJobProgress, rate: ProgressRate | None = None) -> str:
+    """
+    The line a poll logs for one job.
+
+    ``job 4487 (collection 'books'): Importing 45% | rows 12,000/100,000 | files 1/4 | 2,345 rows/s |
+    ETA 1m12s``. Rows/s and ETA read ``n/a`` until they can be estimated; a finished job shows how long
+    it took instead of an ETA, when the server gave both times.
+    """
+    parts = [
+        f"{describe_job(progress)}: {progress.state.value} {progress.progress}%",
+        f"rows {format_count(progress.imported_rows)}/{format_count(progress.total_rows)}",
+        _files_text(progress),
+    ]
+    rate = rate or ProgressRate()
+    if rate.rows_per_second is not None:
+        parts.append(f"{_format_rate(rate.rows_per_second)} rows/s")
+    else:
+        parts.append("rows/s n/a")
+    if progress.state.is_terminal:
+        if progress.create_time is not None and progress.complete_time is not None:
+            took = (progress.complete_time - progress.create_time).total_seconds()
+            parts.append(f"took {format_duration(took)}")
+    elif rate.eta_seconds is not None:
+        parts.append(f"ETA {format_duration(rate.eta_seconds)}")
+    else:
+        parts.append("ETA n/a")
+    if progress.reason and progress.state is not ImportJobState.COMPLETED:
+        parts.append(f"reason: {progress.reason}")
+    return " | ".join(parts)
+
+
+def format_summary_line(
+    job_ids: Sequence[str],
+    latest: Mapping[str, ImportJobProgress],
+    rates: Mapping[str, ProgressRate] | None = None,
+) -> str:
+    """
+    One line for a wait on several jobs: ``5 jobs: Completed 3, Importing 2 | rows 1,200/3,000 |
+    files 7/10 | 45,000 rows/s | ETA 2m10s`` (ETA of the slowest job, when every unfinished job has one).
+    """
+    counts: dict[str, int] = {}
+    for job_id in job_ids:
+        state = latest[job_id].state.value if job_id in latest else "not seen yet"
+        counts[state] = counts.get(state, 0) + 1
+    seen = [latest[job_id] for job_id in job_ids if job_id in latest]
+    imported = sum(progress.imported_rows for progress in seen)
+    total = sum(progress.total_rows for progress in seen)
+    files_done = sum(progress.completed_files for progress in seen)
+    files_total = sum(len(progress.details) for progress in seen)
+    parts = [
+        f"{len(job_ids)} jobs: " + ", ".join(f"{state} {count}" for state, count in counts.items()),
+        f"rows {format_count(imported)}/{format_count(total)}",
+        f"files {files_done}/{files_total}" if files_total else "files n/a",
+    ]
+    rates = rates or {}
+    known_rates = [rates[job_id].rows_per_second for job_id in job_ids if job_id in rates]
+    row_rates = [value for value in known_rates if value is not None]
+    parts.append(f"{_format_rate(sum(row_rates))} rows/s" if row_rates else "rows/s n/a")
+    unfinished = [
+        job_id for job_id in job_ids if job_id not in latest or not latest[job_id].state.is_terminal
+    ]
+    etas = [rates[job_id].eta_seconds if job_id in rates else None for job_id in unfinished]
+    if unfinished:
+        known_etas = [eta for eta in etas if eta is not None]
+        parts.append(f"ETA {format_duration(max(known_etas))}" if len(known_etas) == len(etas) else "ETA n/a")
+    return " | ".join(parts)
+
+
+def failed_files(progress: ImportJobProgress) -> list[tuple[str, str]]:
+    """``(file name, reason)`` of each failed file of a job (reason ``""`` when the server gave none)."""
+    return [(detail.file_name or " ".join(detail.files), detail.reason) for detail in progress.failed_files]
+
+
+def _failure_text(progress: ImportJobProgress) -> str:
+    text = f"{describe_job(progress)} failed: {progress.reason or 'the server gave no reason'}"
+    files = failed_files(progress)
+    if files:
+        shown = "; ".join(
+            f"{name}: {reason or 'no reason given'}" for name, reason in files[:_MAX_FILES_IN_MESSAGE]
+        )
+        more = (
+            f"; and {len(files) - _MAX_FILES_IN_MESSAGE} more" if len(files) > _MAX_FILES_IN_MESSAGE else ""
+        )
+        text += f". Failed files ({len(files)}): {shown}{more}"
+    return text
+
+
+def _polls(count: int, adjective: str = "") -> str:
+    return f"{count} {adjective}poll{'' if count == 1 else 's'}"
+
+
+def _state_text(progress: ImportJobProgress) -> str:
+    return (
+        f"{describe_job(progress)}: last state {progress.state.value} at {progress.progress}% "
+        f"(rows {format_count(progress.imported_rows)}/{format_count(progress.total_rows)}, "
+        f"{_files_text(progress)})"
+    )
+
+
+# --------------------------------------------------------------------------------------------------------
+# Outcomes
+
+
+@dataclass(frozen=True)
+class WaitResult:
+    """
+    How a wait on one or more import jobs ended; the payload of the trigger's single event.
+
+    :param status: success, failed, timeout or error.
+    :param message: a sentence a person can act on (no secrets).
+    :param job_ids: every job waited for, in the order given.
+    :param jobs: the last progress seen of each job, where one was seen (same order).
+    """
+
+    status: WaitStatus
+    message: str
+    job_ids: tuple[str, ...]
+    jobs: tuple[ImportJobProgress, ...] = ()
+
+    def to_event(self) -> dict[str, Any]:
+        """The event payload: ``{"status", "message", "job_ids", "jobs": [progress.to_dict(), ...]}``."""
+        return {
+            "status": self.status.value,
+            "message": self.message,
+            "job_ids": list(self.job_ids),
+            "jobs": [progress.to_dict() for progress in self.jobs],
+        }
+
+    @classmethod
+    def from_event(cls, payload: Any) -> WaitResult:
+        """
+        Read an event payload back (what a task gets when it resumes).
+
+        :raises MilvusImportError: the payload is not one this package's trigger sends.
+        """
+        if not isinstance(payload, Mapping):
+            raise MilvusImportError(
+                f"unexpected trigger event payload: {type(payload).__name__}, not a mapping"
+            )
+        try:
+            status = WaitStatus(payload.get("status"))
+        except ValueError:
+            raise MilvusImportError(
+                f"unexpected trigger event status {payload.get('status')!r}"
+                " (expected success, failed, timeout or error)"
+            ) from None
+        raw_ids = payload.get("job_ids") or []
+        raw_jobs = payload.get("jobs") or []
+        if not isinstance(raw_ids, list) or not isinstance(raw_jobs, list):
+            raise MilvusImportError("unexpected trigger event payload: job_ids and jobs must be lists")
+        return cls(
+            status=status,
+            message=str(payload.get("message") or ""),
+            job_ids=tuple(str(job_id) for job_id in raw_ids),
+            jobs=tuple(ImportJobProgress.from_dict(item) for item in raw_jobs if isinstance(item, Mapping)),
+        )
+
+    def progress_of(self, job_id: str) -> ImportJobProgress | None:
+        return next((progress for progress in self.jobs if progress.job_id == job_id), None)
+
+    @property
+    def failed_jobs(self) -> list[ImportJobProgress]:
+        return [progress for progress in self.jobs if progress.state is ImportJobState.FAILED]
+
+    def xcom_value(self, *, single: bool) -> dict[str, Any] | list[dict[str, Any]]:
+        """What a successful wait returns: one job's ``to_dict()``, or the list of them."""
+        dicts = [progress.to_dict() for progress in self.jobs]
+        if single:
+            return dicts[0] if dicts else {}
+        return dicts
+
+
+def exception_for_result(result: WaitResult) -> MilvusImportError | None:
+    """
+    The exception an unsuccessful wait raises (None for success).
+
+    ``failed`` -> :class:`MilvusImportJobFailed` (job, collection, reason, failed files; ``failed_files``
+    lists every failed file of every failed job); ``timeout`` -> :class:`MilvusImportJobTimeout` (a sensor
+    raises Airflow's own sensor timeout instead); ``error`` -> :class:`MilvusImportError`.
+    """
+    first_job = result.job_ids[0] if len(result.job_ids) == 1 else None
+    if result.status is WaitStatus.SUCCESS:
+        return None
+    if result.status is WaitStatus.FAILED:
+        failed = result.failed_jobs
+        first = failed[0] if failed else None
+        return MilvusImportJobFailed(
+            result.message,
+            failed_files=[item for progress in failed for item in failed_files(progress)],
+            state=ImportJobState.FAILED.value,
+            job_id=first.job_id if first else first_job,
+            collection_name=(first.collection_name or None) if first else None,
+        )
+    if result.status is WaitStatus.TIMEOUT:
+        return MilvusImportJobTimeout(result.message, job_id=first_job)
+    return MilvusImportError(result.message, job_id=first_job)
+
+
+class JobWaitTracker:
+    """
+    The state of one wait on one or more jobs: last progress per job, error and unknown-state counters.
+
+    Feed it each poll's answers (:meth:`record_progress`, :meth:`record_error`), ask :meth:`evaluate` for
+    the outcome, and poll again only :meth:`pending_job_ids`. Rules in the module docstring.
+
+    :param job_ids: the jobs to wait for (normalised with :func:`normalize_job_ids`).
+    :param accept_uncommitted: count ``Uncommitted`` (a 2PC job waiting for its commit) as success.
+    :param max_consecutive_errors: failed polls (or unknown states) in a row, per job, before giving up.
+    :param conn_id: the connection, named in messages.
+    """
+
+    def __init__(
+        self,
+        job_ids: Any,
+        *,
+        accept_uncommitted: bool = False,
+        max_consecutive_errors: int = DEFAULT_MAX_CONSECUTIVE_ERRORS,
+        conn_id: str | None = None,
+    ) -> None:
+        if isinstance(max_consecutive_errors, bool) or not isinstance(max_consecutive_errors, int):
+            raise TypeError("max_consecutive_errors must be an integer")
+        if max_consecutive_errors < 1:
+            raise ValueError(f"max_consecutive_errors must be at least 1, got {max_consecutive_errors}")
+        self.job_ids: tuple[str, ...] = tuple(normalize_job_ids(job_ids))
+        self.accept_uncommitted = accept_uncommitted
+        self.max_consecutive_errors = max_consecutive_errors
+        self.conn_id = conn_id
+        self.latest: dict[str, ImportJobProgress] = {}
+        self.histories: dict[str, ProgressHistory] = {job_id: ProgressHistory() for job_id in self.job_ids}
+        self._errors: dict[str, int] = dict.fromkeys(self.job_ids, 0)
+        self._last_error: dict[str, str] = {}
+        self._unknown: dict[str, int] = dict.fromkeys(self.job_ids, 0)
+        self._fatal: WaitResult | None = None
+
+    # -- feeding
+
+    def record_progress(self, job_id: str, progress: ImportJobProgress, at: float) -> ProgressRate:
+        """Record a successful poll of ``job_id`` at time ``at``; returns the job's rate estimate."""
+        self._errors[job_id] = 0
+        self._last_error.pop(job_id, None)
+        if progress.state is ImportJobState.UNKNOWN:
+            self._unknown[job_id] += 1
+        else:
+            self._unknown[job_id] = 0
+        self.latest[job_id] = progress
+        history = self.histories[job_id]
+        history.add(progress, at)
+        return history.rate(progress)
+
+    def record_error(self, job_id: str, error: BaseException) -> int:
+        """
+        Record a failed poll of ``job_id``; returns the job's consecutive failures so far.
+
+        A non-transient error (one whose ``transient`` flag is not True: auth, permission, not found, bad
+        request, unreadable answer, or anything that is not a :class:`MilvusImportError`) ends the wait
+        with ``error`` at the next :meth:`evaluate`.
+        """
+        self._errors[job_id] += 1
+        text = str(error) or type(error).__name__
+        if not isinstance(error, MilvusImportError):
+            text = f"{type(error).__name__}: {text}"
+        self._last_error[job_id] = text
+        if not getattr(error, "transient", False) and self._fatal is None:
+            self._fatal = self.result(WaitStatus.ERROR, f"Cannot wait for Milvus import job {job_id}: {text}")
+        return self._errors[job_id]
+
+    def consecutive_errors(self, job_id: str) -> int:
+        return self._errors[job_id]
+
+    # -- asking
+
+    def is_done(self, job_id: str) -> bool:
+        progress = self.latest.get(job_id)
+        return progress is not None and is_done_state(
+            progress.state, accept_uncommitted=self.accept_uncommitted
+        )
+
+    def pending_job_ids(self) -> list[str]:
+        """Jobs still worth polling: not finished (a Failed job ends the wait, so it is never pending)."""
+        return [
+            job_id
+            for job_id in self.job_ids
+            if not self.is_done(job_id)
+            and not (job_id in self.latest and self.latest[job_id].state is ImportJobState.FAILED)
+        ]
+
+    def rates(self) -> dict[str, ProgressRate]:
+        return {
+            job_id: self.histories[job_id].rate(self.latest[job_id])
+            for job_id in self.job_ids
+            if job_id in self.latest
+        }
+
+    def evaluate(self) -> WaitResult | None:
+        """The outcome so far, or None to keep waiting."""
+        failed = [self.latest[job_id] for job_id in self.job_ids if self._is_failed(job_id)]
+        if failed:
+            return self.result(WaitStatus.FAILED, self._failed_message(failed))
+        if self._fatal is not None:
+            return self.result(self._fatal.status, self._fatal.message)
+        for job_id in self.job_ids:
+            if self._errors[job_id] >= self.max_consecutive_errors:
+                failures = _polls(self._errors[job_id], "failed ")
+                return self.result(
+                    WaitStatus.ERROR,
+                    f"Gave up waiting for Milvus import job {job_id} after {failures} in a row; "
+                    f"last error: {self._last_error.get(job_id, 'unknown')}",
+                )
+            if self._unknown[job_id] >= self.max_consecutive_errors:
+                progress = self.latest[job_id]
+                said = f" (server said: {progress.reason})" if progress.reason else ""
+                return self.result(
+                    WaitStatus.ERROR,
+                    f"Milvus import {describe_job(progress, job_id)} reported an unknown state "
+                    f"{_polls(self._unknown[job_id])} in a row{said}; not treating it as success",
+                )
+        if all(self.is_done(job_id) for job_id in self.job_ids):
+            return self.result(WaitStatus.SUCCESS, self._success_message())
+        return None
+
+    def timeout_result(self, deadline_text: str) -> WaitResult:
+        """The ``timeout`` outcome: the last state and percent of every unfinished job."""
+        unfinished = [job_id for job_id in self.job_ids if not self.is_done(job_id)]
+        lines = [
+            _state_text(self.latest[job_id]) if job_id in self.latest else f"job {job_id}: never answered"
+            for job_id in unfinished
+        ]
+        count = (
+            f"{len(unfinished)} of {len(self.job_ids)} Milvus import jobs"
+            if len(self.job_ids) > 1
+            else ("Milvus import job")
+        )
+        return self.result(
+            WaitStatus.TIMEOUT,
+            f"{count} did not finish before the deadline ({deadline_text}); " + "; ".join(lines),
+        )
+
+    def result(self, status: WaitStatus, message: str) -> WaitResult:
+        return WaitResult(
+            status=status,
+            message=message,
+            job_ids=self.job_ids,
+            jobs=tuple(self.latest[job_id] for job_id in self.job_ids if job_id in self.latest),
+        )
+
+    # -- messages
+
+    def _is_failed(self, job_id: str) -> bool:
+        return job_id in self.latest and self.latest[job_id].state is ImportJobState.FAILED
+
+    def _failed_message(self, failed: list[ImportJobProgress]) -> str:
+        body = "; ".join(_failure_text(progress) for progress in failed)
+        connection = f" [connection {self.conn_id!r}]" if self.conn_id else ""
+        if len(self.job_ids) == 1:
+            return f"Milvus import {body}{connection}"
+        return f"{len(failed)} of {len(self.job_ids)} Milvus import jobs failed{connection}: {body}"
+
+    def _success_message(self) -> str:
+        done = [self.latest[job_id] for job_id in self.job_ids]
+        rows = sum(progress.imported_rows for progress in done)
+        files = sum(len(progress.details) for progress in done)
+        uncommitted = [progress for progress in done if progress.state is ImportJobState.UNCOMMITTED]
+        note = (
+            f"; {len(uncommitted)} Uncommitted (accepted: accept_uncommitted=True, they still need a commit)"
+            if uncommitted
+            else ""
+        )
+        if len(done) == 1:
+            return (
+                f"Milvus import {describe_job(done[0])} {done[0].state.value.lower()}: "
+                f"{format_count(rows)} rows from {files} file(s){note}"
+            )
+        totals = f"{format_count(rows)} rows from {files} file(s){note}"
+        return f"All {len(done)} Milvus import jobs finished: {totals}"

@@ -1,0 +1,242 @@
+"""MilvusImportJobSensor: wait for Milvus / Zilliz Cloud import jobs, deferrable, poke or reschedule."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseSensorOperator, PokeReturnValue
+from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException
+
+from airflow_milvus_import._waiting import (
+    DEFAULT_MAX_CONSECUTIVE_ERRORS,
+    JobWaitTracker,
+    WaitResult,
+    WaitStatus,
+    exception_for_result,
+    format_duration,
+    format_progress_line,
+    format_summary_line,
+    job_ids_given_as_list,
+)
+from airflow_milvus_import.exceptions import MilvusImportError
+
+try:
+    from airflow.sdk import conf
+except ImportError:  # Airflow 3.0
+    from airflow.configuration import conf  # type: ignore[assignment]
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from airflow.sdk import Context
+
+    from airflow_milvus_import.hooks.milvus_import import MilvusImportHook
+
+__all__ = ["MilvusImportJobSensor"]
+
+DEFAULT_CONN_ID = "milvus_import_default"
+#: poke interval (seconds) when neither ``poll_interval`` nor ``poke_interval`` is given (deferrable and
+#: poke mode; reschedule mode keeps Airflow's default, as each reschedule costs the scheduler a round trip)
+DEFAULT_POLL_INTERVAL = 10.0
+
+
+class MilvusImportJobSensor(BaseSensorOperator):
+    """
+    Wait until one import job, or every job of a list, has finished.
+
+    Completed jobs succeed (the XCom ``return_value`` is the job's progress, ``ImportJobProgress.to_dict()``,
+    or the list of them when ``job_id`` is a list). A Failed job fails the task at once with
+    :class:`~airflow_milvus_import.exceptions.MilvusImportJobFailed` naming the job, the collection, the
+    reason and each failed file with its reason. A job whose state stays unknown (``None``) fails the task
+    rather than waiting forever. ``Uncommitted`` (a 2PC job waiting for its commit) only counts as done with
+    ``accept_uncommitted=True``. Reaching ``timeout`` raises Airflow's sensor timeout; with ``soft_fail``
+    every failure (timeouts included) skips the task instead, in every mode.
+
+    Modes: ``deferrable=True`` checks once, then frees the worker and waits in the triggerer
+    (:class:`~airflow_milvus_import.triggers.milvus_import.MilvusImportJobTrigger`); otherwise Airflow's
+    ``mode="poke"`` (holds a worker slot) or ``mode="reschedule"`` (one check per reschedule).
+
+    :param job_id: a job id, or a list of them (templated; the text of a list such as ``"['1', '2']"``,
+        what a template renders a pulled XCom list to, is read as a list).
+    :param milvus_import_conn_id: the Airflow connection of the endpoint (templated).
+    :param db_name: the database (templated); None uses the connection's ``db_name`` extra or ``default``.
+    :param accept_uncommitted: count ``Uncommitted`` as success.
+    :param max_consecutive_errors: failed polls (or unknown states) in a row, per job, before failing.
+        Counted while deferred and in poke mode; in reschedule mode each check is a fresh process, so a
+        check whose call still fails after the hook's own retries fails the try (``retries`` apply).
+    :param poll_interval: seconds between checks (an alias of ``poke_interval``; give one of them).
+    :param deferrable: wait in the triggerer; defaults to ``[operators] default_deferrable``.
+    """
+
+    template_fields: Sequence[str] = ("job_id", "milvus_import_conn_id", "db_name")
+    ui_color = "#d6ecfa"
+
+    def __init__(
+        self,
+        *,
+        job_id: str | int | Sequence[str | int],
+        milvus_import_conn_id: str = DEFAULT_CONN_ID,
+        db_name: str | None = None,
+        accept_uncommitted: bool = False,
+        max_consecutive_errors: int = DEFAULT_MAX_CONSECUTIVE_ERRORS,
+        poll_interval: float | timedelta | None = None,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        **kwargs: Any,
+    ) -> None:
+        if poll_interval is not None:
+            if "poke_interval" in kwargs:
+                raise ValueError("Give poll_interval or poke_interval, not both (they are the same setting)")
+            kwargs["poke_interval"] = poll_interval
+        elif "poke_interval" not in kwargs and kwargs.get("mode", "poke") != "reschedule":
+            kwargs["poke_interval"] = DEFAULT_POLL_INTERVAL
+        super().__init__(**kwargs)
+        if isinstance(max_consecutive_errors, bool) or not isinstance(max_consecutive_errors, int):
+            raise TypeError("max_consecutive_errors must be an integer")
+        if max_consecutive_errors < 1:
+            raise ValueError(f"max_consecutive_errors must be at least 1, got {max_consecutive_errors}")
+        self.job_id = job_id
+        self.milvus_import_conn_id = milvus_import_conn_id
+        self.db_name = db_name
+        self.accept_uncommitted = accept_uncommitted
+        self.max_consecutive_errors = max_consecutive_errors
+        self.deferrable = deferrable
+        self._hook: MilvusImportHook | None = None
+        self._tracker: JobWaitTracker | None = None
+
+    # ----------------------------------------------------------------------------------------------------
+    # Airflow entry points
+
+    def execute(self, context: Context) -> Any:
+        tracker = self._new_tracker()
+        if not self.deferrable:
+            try:
+                return super().execute(context)
+            except AirflowSensorTimeout as timeout:
+                # Airflow's own message says how long; add what the jobs were doing when time ran out.
+                detail = tracker.timeout_result(f"sensor timeout {format_duration(self.timeout)}").message
+                raise AirflowSensorTimeout(f"{timeout} {detail}") from None
+            finally:
+                self._close_hook()
+        end_time = time.time() + self.timeout
+        try:
+            result = self._poll_round(tracker)
+        finally:
+            self._close_hook()
+        if result is not None:
+            self.log.info("Import finished before deferring: no need to wait in the triggerer")
+            return self._finish(result)
+        from airflow_milvus_import.triggers.milvus_import import MilvusImportJobTrigger
+
+        self.log.info(
+            "Deferring: the triggerer checks %s every %s until done or the sensor's timeout (%s)",
+            ", ".join(tracker.job_ids),
+            format_duration(self.poke_interval),
+            format_duration(self.timeout),
+        )
+        self.defer(
+            trigger=MilvusImportJobTrigger(
+                tracker.job_ids,
+                milvus_import_conn_id=self.milvus_import_conn_id,
+                db_name=self.db_name,
+                poll_interval=self.poke_interval,
+                end_time=end_time,
+                max_consecutive_errors=self.max_consecutive_errors,
+                accept_uncommitted=self.accept_uncommitted,
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=max(0.0, end_time - time.time())),
+        )
+
+    def poke(self, context: Context) -> bool | PokeReturnValue:
+        tracker = self._tracker or self._new_tracker()
+        try:
+            result = self._poll_round(tracker)
+        finally:
+            if self.reschedule:
+                self._close_hook()
+        if result is None:
+            return False
+        return PokeReturnValue(is_done=True, xcom_value=self._finish(result))
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
+        """Resume after the trigger fired: map its event to the XCom value or the exception."""
+        if event is None:
+            raise MilvusImportError(
+                f"The trigger gave no event for Milvus import job(s) {self.job_id!r}", job_id=None
+            )
+        return self._finish(WaitResult.from_event(event))
+
+    # ----------------------------------------------------------------------------------------------------
+
+    def _new_tracker(self) -> JobWaitTracker:
+        # In reschedule mode every check runs in a new process: counters cannot carry over.
+        self._tracker = JobWaitTracker(
+            self.job_id,
+            accept_uncommitted=self.accept_uncommitted,
+            max_consecutive_errors=1
+            if self.reschedule and not self.deferrable
+            else self.max_consecutive_errors,
+            conn_id=self.milvus_import_conn_id,
+        )
+        return self._tracker
+
+    @property
+    def _single_job(self) -> bool:
+        """Whether the user asked for one job (XCom: one dict) rather than a list (XCom: a list)."""
+        return not job_ids_given_as_list(self.job_id)
+
+    def _get_hook(self) -> MilvusImportHook:
+        if self._hook is None:
+            from airflow_milvus_import.hooks.milvus_import import MilvusImportHook
+
+            self._hook = MilvusImportHook(self.milvus_import_conn_id)
+        return self._hook
+
+    def _close_hook(self) -> None:
+        hook, self._hook = self._hook, None
+        if hook is not None:
+            hook.close()
+
+    def _poll_round(self, tracker: JobWaitTracker) -> WaitResult | None:
+        """Check every unfinished job once (sync hook, with its own retries); the outcome, if any yet."""
+        hook = self._get_hook()
+        pending = tracker.pending_job_ids()
+        for job_id in pending:
+            try:
+                progress = hook.get_import_progress(job_id, db_name=self.db_name)
+            except MilvusImportError as error:
+                failures = tracker.record_error(job_id, error)
+                if error.transient:
+                    self.log.warning(
+                        "Check of Milvus import job %s failed (%d/%d in a row): %s: %s",
+                        job_id,
+                        failures,
+                        tracker.max_consecutive_errors,
+                        type(error).__name__,
+                        error,
+                    )
+                continue
+            rate = tracker.record_progress(job_id, progress, time.monotonic())
+            self.log.info("%s", format_progress_line(progress, rate))
+        if len(tracker.job_ids) > 1:
+            self.log.info("%s", format_summary_line(tracker.job_ids, tracker.latest, tracker.rates()))
+        return tracker.evaluate()
+
+    def _finish(self, result: WaitResult) -> Any:
+        """The XCom value of a successful wait; otherwise raise what the outcome calls for."""
+        if result.status is WaitStatus.SUCCESS:
+            self.log.info("%s", result.message)
+            return result.xcom_value(single=self._single_job)
+        self.log.error("%s", result.message)
+        if self.soft_fail:
+            raise AirflowSkipException(f"Skipping (soft_fail=True): {result.message}")
+        if result.status is WaitStatus.TIMEOUT:
+            raise AirflowSensorTimeout(
+                f"Sensor timed out after {format_duration(self.timeout)}: {result.message}"
+            )
+        error = exception_for_result(result)
+        if error is None:  # pragma: no cover - success is handled above
+            raise MilvusImportError(result.message)
+        raise error
