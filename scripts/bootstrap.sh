@@ -7,18 +7,22 @@ repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 extras=${1:-local}
 python_bin=${PYTHON:-python3}
 venv="${AMI_VENV:-$repo_root/.venv}"
-stamp="$venv/.ami-installed"
-wanted="$(cat "$repo_root/pyproject.toml" | sha256sum | cut -c1-16)-$extras"
+project_hash="$(sha256sum < "$repo_root/pyproject.toml" | cut -c1-16)"
+stamp="$venv/.ami-installed-$extras"
 
 if [ ! -x "$venv/bin/python" ]; then
   echo "==> creating virtualenv $venv"
   "$python_bin" -m venv "$venv"
 fi
-if [ "$(cat "$stamp" 2>/dev/null || true)" != "$wanted" ]; then
+installed() { [ "$(cat "$venv/.ami-installed-$1" 2>/dev/null || true)" = "$project_hash" ]; }
+# the test extra includes the local one
+if ! installed "$extras" && ! { [ "$extras" = local ] && installed test; }; then
   echo "==> installing airflow-milvus-import[$extras] into $venv (first run takes a few minutes)"
-  "$venv/bin/python" -m pip install --disable-pip-version-check -q -U pip wheel
-  "$venv/bin/python" -m pip install --disable-pip-version-check -q -e "$repo_root[$extras]"
-  echo "$wanted" > "$stamp"
+  # grep drops the "Location ... is ignored" lines some pip configurations print per package; pipefail keeps pip's exit status
+  "$venv/bin/python" -m pip install --disable-pip-version-check -q -U pip wheel 2>&1 | { grep -v "is ignored: it is neither" || true; }
+  "$venv/bin/python" -m pip install --disable-pip-version-check -q -e "$repo_root[$extras]" 2>&1 \
+    | { grep -v "is ignored: it is neither" || true; }
+  echo "$project_hash" > "$stamp"
 fi
 export PATH="$venv/bin:$PATH"
 export VIRTUAL_ENV="$venv"

@@ -1,0 +1,856 @@
+"""
+Operators for Milvus / Zilliz Cloud bulk-import jobs.
+
+* :class:`MilvusBulkImportOperator` creates an import job, pushes its id to XCom at once, then (by default)
+  waits for it to end: deferred to the ``MilvusImportJobTrigger`` (no worker slot held) or by polling on
+  the worker, with the same outcome rules as the sensor.
+* :class:`MilvusListImportJobsOperator` lists jobs with filters and reports every job's per-file progress,
+  fetched concurrently over one reused HTTP connection pool.
+
+This module is imported by DAG files: it imports the hook, the trigger, HTTP clients and the models lazily.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import concurrent.futures
+import json
+import math
+import os
+import time
+from collections import Counter
+from collections.abc import Coroutine, Iterable, Mapping, Sequence
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+from airflow.sdk import BaseOperator, conf
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from airflow_milvus_import._waiting import JobWaitTracker, WaitResult
+    from airflow_milvus_import.hooks.milvus_import import MilvusImportHook
+    from airflow_milvus_import.models import ImportJobProgress, ImportJobState, ImportJobSummary
+
+__all__ = [
+    "MilvusBulkImportOperator",
+    "MilvusListImportJobsOperator",
+    "file_records",
+    "normalize_files",
+    "parse_created_since",
+    "parse_states",
+    "stringify_options",
+]
+
+_T = TypeVar("_T")
+
+#: The default wait deadline: a week, as for Airflow's sensors. Import jobs have no server-side timeout.
+DEFAULT_WAIT_TIMEOUT = timedelta(days=7)
+
+FilesArgument = str | os.PathLike[str] | Sequence[str | os.PathLike[str] | Sequence[str | os.PathLike[str]]]
+
+
+def normalize_files(files: Any, *, argument: str = "files") -> list[list[str]]:
+    """
+    Turn what users pass as ``files`` into the list of lists the create route wants.
+
+    Accepted forms:
+
+    * a list of lists (what pymilvus' ``BulkWriter.batch_files`` returns): each inner list is one file, or
+      the column files of one NumPy column set;
+    * a flat list of paths: one file each, except that a flat list of ``.npy`` files that all sit in one
+      folder is one NumPy column set (a single ``.npy`` file cannot be imported alone), so mapping over
+      ``batch_files`` (``.expand(files=writer.batch_files)``) works for every format;
+    * one path (``str`` or ``os.PathLike``);
+    * the text of a Python / JSON list (what a Jinja template renders from a list).
+
+    :param argument: the argument's name, for error messages.
+    :raises ValueError: empty input, or an entry that is not a path.
+    """
+    value = _literal_list(files) if isinstance(files, str) else files
+    if isinstance(value, (str, os.PathLike)):
+        return [[_path(value, argument)]]
+    if not isinstance(value, Sequence) or isinstance(value, (bytes, bytearray)):
+        raise ValueError(
+            f"{argument} must be a path, a list of paths or a list of lists of paths; "
+            f"got {type(files).__name__}"
+        )
+    items = list(value)
+    if not items:
+        raise ValueError(f"{argument} is empty: name at least one file to import")
+    if all(isinstance(item, (str, os.PathLike)) for item in items):
+        paths = [_path(item, argument) for item in items]
+        if len(paths) > 1 and all(path.lower().endswith(".npy") for path in paths):
+            folders = {path.rsplit("/", 1)[0] if "/" in path else "" for path in paths}
+            if len(folders) == 1:
+                return [paths]
+        return [[path] for path in paths]
+    batches: list[list[str]] = []
+    for index, item in enumerate(items):
+        if isinstance(item, (str, os.PathLike)):
+            batches.append([_path(item, argument)])
+        elif isinstance(item, Sequence) and not isinstance(item, (bytes, bytearray)):
+            batch = [_path(path, f"{argument}[{index}]") for path in item]
+            if not batch:
+                raise ValueError(f"{argument}[{index}] is an empty list: each entry names at least one file")
+            batches.append(batch)
+        else:
+            raise ValueError(
+                f"{argument}[{index}] must be a path or a list of paths; got {type(item).__name__}: {item!r}"
+            )
+    return batches
+
+
+def _literal_list(text: str) -> Any:
+    stripped = text.strip()
+    if not stripped.startswith("["):
+        return text
+    for parse in (json.loads, ast.literal_eval):
+        try:
+            return parse(stripped)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            continue
+    return text
+
+
+def _path(value: Any, argument: str) -> str:
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{argument} must hold non-empty paths; got {value!r}")
+    return value.strip()
+
+
+def stringify_options(options: Mapping[str, Any] | str | None) -> dict[str, str]:
+    """
+    Option values as the strings the servers require: ``True`` -> ``"true"``, ``300`` -> ``"300"``,
+    a ``timedelta`` -> ``"300s"``; ``None`` values are left out.
+
+    :raises ValueError: a key that is not text, or a value that is a list, a mapping or another object.
+    """
+    if options is None:
+        return {}
+    if isinstance(options, str):
+        parsed = _literal_mapping(options)
+        if parsed is None:
+            raise ValueError(f"options must be a mapping of option name to value; got the text {options!r}")
+        options = parsed
+    if not isinstance(options, Mapping):
+        raise ValueError(f"options must be a mapping of option name to value; got {type(options).__name__}")
+    result: dict[str, str] = {}
+    for key, value in options.items():
+        if not isinstance(key, str) or not key:
+            raise ValueError(f"option names must be non-empty text; got {key!r}")
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            result[key] = "true" if value else "false"
+        elif isinstance(value, timedelta):
+            result[key] = f"{math.ceil(value.total_seconds())}s"
+        elif isinstance(value, (int, float, str)):
+            result[key] = str(value)
+        else:
+            raise ValueError(
+                f"option {key!r} must be text, a number, a boolean or a timedelta; got {type(value).__name__}"
+            )
+    return result
+
+
+def _literal_mapping(text: str) -> Mapping[str, Any] | None:
+    for parse in (json.loads, ast.literal_eval):
+        try:
+            value = parse(text.strip())
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            continue
+        if isinstance(value, Mapping):
+            return value
+    return None
+
+
+def _seconds(value: float | timedelta, argument: str) -> float:
+    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"{argument} must be a positive number of seconds or a timedelta; got {value!r}")
+    return seconds
+
+
+def _is_two_phase(options: Mapping[str, str]) -> bool:
+    return options.get("auto_commit", "").strip().lower() == "false"
+
+
+def _run_coroutine(coroutine: Coroutine[Any, Any, _T]) -> _T:
+    """Run a coroutine to completion from sync code, also when the caller already runs an event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="milvus-import") as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
+class MilvusBulkImportOperator(BaseOperator):
+    """
+    Create a bulk-import job on Milvus or Zilliz Cloud and (by default) wait until it ends.
+
+    The job id goes to XCom under the key ``job_id`` as soon as the job exists, so a failure later on still
+    leaves it to downstream tasks and to the person reading the log.
+
+    With ``wait_for_completion=True`` (the default) the task succeeds when the job is ``Completed`` and
+    returns its final progress (``ImportJobProgress.to_dict()``: state, rows, sizes, per-file ``details``);
+    it fails with :class:`~airflow_milvus_import.exceptions.MilvusImportJobFailed` when the job fails (the
+    message names the job, the collection, the reason and the failed files), with
+    :class:`~airflow_milvus_import.exceptions.MilvusImportJobTimeout` after ``timeout``, and with a
+    :class:`~airflow_milvus_import.exceptions.MilvusImportError` after ``max_consecutive_errors`` failed
+    polls in a row, or when the state stays unknown (``None``) that many polls. With
+    ``wait_for_completion=False`` the task returns the job id (a ``str``) right after creating the job.
+
+    :param collection_name: the target collection. (templated)
+    :param files: self-hosted Milvus: the files to import, relative to the server's bucket (or absolute
+        paths inside it, as pymilvus' ``LocalBulkWriter.batch_files`` gives). A list of lists (each inner list
+        is one file, or the column files of one NumPy set), a flat list (one file per path; a flat list of
+        ``.npy`` files in one folder is one column set), one path, or ``BulkWriter.batch_files`` as is. Map
+        over it with ``.expand(files=...)`` for one job per file. (templated)
+    :param object_urls: Zilliz Cloud: object-storage URLs (``s3://...``, ``gs://...``, ``https://...``) in
+        any of the shapes ``files`` accepts; sent as ``objectUrls``. Give ``files`` or ``object_urls``, not
+        both. (templated)
+    :param storage_conn_id: an Airflow connection holding the object-storage credentials Zilliz Cloud needs
+        to read ``object_urls``: login = access key, password = secret key (an ``aws`` connection as is; the
+        extras ``aws_access_key_id`` / ``aws_secret_access_key`` / ``aws_session_token`` or ``access_key`` /
+        ``secret_key`` / ``token`` work too). Credentials are never task arguments, and never logged.
+        (templated)
+    :param db_name: the database (default: the connection's ``db_name`` extra, else ``default``). (templated)
+    :param partition_name: the target partition. (templated)
+    :param options: import options; values become strings (``True`` -> ``"true"``, ``timedelta`` ->
+        ``"300s"``). ``{"auto_commit": False}`` makes a two-phase job (Milvus 3.x), which ``on_kill`` can
+        abort. (templated)
+    :param milvus_import_conn_id: the ``milvus_import`` connection. (templated)
+    :param wait_for_completion: wait for the job to end (default) or return its id at once.
+    :param deferrable: wait in the triggerer instead of holding a worker slot (default: Airflow's
+        ``[operators] default_deferrable``).
+    :param poll_interval: seconds between progress polls.
+    :param timeout: how long to wait for the job to end (seconds or a timedelta; default 7 days), counted
+        from its creation. The job itself keeps running on the server after a timeout.
+    :param accept_uncommitted: treat ``Uncommitted`` (a two-phase job whose data is ready, waiting for its
+        commit) as success, so a downstream task can check the data and commit it.
+    :param max_consecutive_errors: give up after this many polls in a row fail (each poll already retries
+        transient errors).
+    """
+
+    template_fields: Sequence[str] = (
+        "collection_name",
+        "files",
+        "object_urls",
+        "db_name",
+        "partition_name",
+        "options",
+        "milvus_import_conn_id",
+        "storage_conn_id",
+    )
+    template_fields_renderers = {"files": "json", "object_urls": "json", "options": "json"}
+    ui_color = "#e7f3ff"
+
+    def __init__(
+        self,
+        *,
+        collection_name: str,
+        files: FilesArgument | None = None,
+        object_urls: FilesArgument | None = None,
+        storage_conn_id: str | None = None,
+        db_name: str | None = None,
+        partition_name: str | None = None,
+        options: Mapping[str, Any] | str | None = None,
+        milvus_import_conn_id: str = "milvus_import_default",
+        wait_for_completion: bool = True,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        poll_interval: float | timedelta = 10.0,
+        timeout: float | timedelta = DEFAULT_WAIT_TIMEOUT,
+        accept_uncommitted: bool = False,
+        max_consecutive_errors: int = 5,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.collection_name = collection_name
+        self.files = files
+        self.object_urls = object_urls
+        self.storage_conn_id = storage_conn_id
+        self.db_name = db_name
+        self.partition_name = partition_name
+        self.options = options
+        self.milvus_import_conn_id = milvus_import_conn_id
+        self.wait_for_completion = wait_for_completion
+        self.deferrable = deferrable
+        self.poll_interval = _seconds(poll_interval, "poll_interval")
+        self.timeout = _seconds(timeout, "timeout")
+        self.accept_uncommitted = accept_uncommitted
+        if max_consecutive_errors < 1:
+            raise ValueError(f"max_consecutive_errors must be at least 1; got {max_consecutive_errors}")
+        self.max_consecutive_errors = max_consecutive_errors
+        self._job_id: str | None = None
+        self._two_phase = False
+
+    def execute(self, context: Context) -> dict[str, Any] | str:
+        from airflow_milvus_import.exceptions import MilvusImportRequestError
+
+        try:
+            files, object_urls = self._files_to_send()
+            options = stringify_options(self.options)
+        except ValueError as error:
+            raise MilvusImportRequestError(
+                f"Invalid import request for collection {self.collection_name!r}: {error}",
+                collection_name=self.collection_name,
+            ) from None
+        if not isinstance(self.collection_name, str) or not self.collection_name.strip():
+            raise MilvusImportRequestError(
+                f"collection_name must be a non-empty string; got {self.collection_name!r}"
+            )
+        credentials = self._storage_credentials()
+        self._two_phase = _is_two_phase(options)
+
+        batches = files if files is not None else object_urls or []
+        shown = ", ".join("+".join(batch) for batch in batches[:5]) + (" ..." if len(batches) > 5 else "")
+        self.log.info(
+            "Creating an import job into collection %r%s%s: %d file%s (%s)%s",
+            self.collection_name,
+            f" (database {self.db_name!r})" if self.db_name else "",
+            f", partition {self.partition_name!r}" if self.partition_name else "",
+            len(batches),
+            "" if len(batches) == 1 else "s",
+            shown,
+            f", options {options}" if options else "",
+        )
+        hook = self._hook()
+        try:
+            job_id = hook.create_import_job(
+                self.collection_name,
+                files,
+                db_name=self.db_name,
+                partition_name=self.partition_name,
+                options=options or None,
+                object_urls=object_urls,
+                storage_credentials=credentials,
+            )
+            self._job_id = job_id
+            context["ti"].xcom_push(key="job_id", value=job_id)
+            if self._two_phase:
+                self.log.info(
+                    "Import job %s is two-phase: once its data is ready it waits (Uncommitted) for a commit",
+                    job_id,
+                )
+            if not self.wait_for_completion:
+                return job_id
+
+            return self._wait(hook, job_id)
+        finally:
+            hook.close()
+
+    def _wait(self, hook: MilvusImportHook, job_id: str) -> dict[str, Any]:
+        """Check once; defer if the job is still running and deferrable, else poll here until it ends."""
+        from airflow_milvus_import._waiting import JobWaitTracker, format_duration
+        from airflow_milvus_import.exceptions import MilvusImportError
+
+        end_time = time.time() + self.timeout
+        tracker = JobWaitTracker(
+            [job_id],
+            accept_uncommitted=self.accept_uncommitted,
+            max_consecutive_errors=self.max_consecutive_errors,
+            conn_id=self.milvus_import_conn_id,
+        )
+        first_poll = True
+        while True:
+            if not first_poll:
+                remaining = end_time - time.time()
+                if remaining <= 0:
+                    deadline = f"timeout {format_duration(self.timeout)}; the job keeps running on the server"
+                    return self._finish(tracker.timeout_result(deadline))
+                time.sleep(min(self.poll_interval, remaining))
+            try:
+                progress = hook.get_import_progress(job_id, db_name=self.db_name)
+            except MilvusImportError as error:
+                failures = tracker.record_error(job_id, error)
+                if error.transient:
+                    self.log.warning(
+                        "Poll of import job %s failed (%d/%d in a row): %s",
+                        job_id,
+                        failures,
+                        self.max_consecutive_errors,
+                        error,
+                    )
+            else:
+                self._log_progress(tracker, job_id, progress)
+            result = tracker.evaluate()
+            if result is not None:
+                return self._finish(result)
+            if first_poll and self.deferrable:
+                self._defer(job_id, end_time)
+            first_poll = False
+
+    def _log_progress(self, tracker: JobWaitTracker, job_id: str, progress: ImportJobProgress) -> None:
+        from airflow_milvus_import._waiting import format_progress_line
+
+        rate = tracker.record_progress(job_id, progress, time.monotonic())
+        self.log.info("%s", format_progress_line(progress, rate))
+
+    def _finish(self, result: WaitResult) -> dict[str, Any]:
+        """Return the job's final progress, or raise what an unsuccessful wait means."""
+        from airflow_milvus_import._waiting import exception_for_result
+
+        error = exception_for_result(result)
+        if error is not None:
+            if not error.collection_name:
+                error.collection_name = self.collection_name
+            raise error
+        self.log.info("%s", result.message)
+        return cast("dict[str, Any]", result.xcom_value(single=True))
+
+    def _defer(self, job_id: str, end_time: float) -> None:
+        from airflow_milvus_import._waiting import format_duration
+        from airflow_milvus_import.triggers.milvus_import import MilvusImportJobTrigger
+
+        self.log.info(
+            "Deferring: the triggerer polls import job %s every %s until it ends (deadline in %s)",
+            job_id,
+            format_duration(self.poll_interval),
+            format_duration(end_time - time.time()),
+        )
+        self.defer(
+            trigger=MilvusImportJobTrigger(
+                [job_id],
+                milvus_import_conn_id=self.milvus_import_conn_id,
+                db_name=self.db_name,
+                poll_interval=self.poll_interval,
+                end_time=end_time,
+                max_consecutive_errors=self.max_consecutive_errors,
+                accept_uncommitted=self.accept_uncommitted,
+            ),
+            method_name="execute_complete",
+        )
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+        """Resume after the trigger's event: the final progress, or the error the event describes."""
+        from airflow_milvus_import._waiting import WaitResult
+
+        result = WaitResult.from_event(event)
+        if self._job_id is None and result.job_ids:
+            self._job_id = result.job_ids[0]
+        return self._finish(result)
+
+    def on_kill(self) -> None:
+        """Abort the job this task created if it is a two-phase job; otherwise say that it keeps running."""
+        from airflow_milvus_import.exceptions import MilvusImportError
+
+        job_id = self._job_id
+        if job_id is None:
+            self.log.info("Task killed before an import job was created: nothing to cancel")
+            return
+        if not self._two_phase:
+            self.log.warning(
+                "Task killed: import job %s into collection %r keeps running on the server. Milvus and "
+                "Zilliz Cloud cannot cancel an import job that commits by itself; only two-phase jobs "
+                "(created with options {'auto_commit': 'false'}, Milvus 3.x) can be aborted.",
+                job_id,
+                self.collection_name,
+            )
+            return
+        # A fresh hook: the kill may interrupt a request in flight on the task's own session.
+        hook = self._hook()
+        try:
+            hook.abort_import_job(job_id, db_name=self.db_name)
+        except MilvusImportError as error:
+            self.log.error(
+                "Task killed: could not abort two-phase import job %s (%s). It may still be committed by "
+                "someone else; abort it by hand if needed.",
+                job_id,
+                error,
+            )
+        else:
+            self.log.info(
+                "Task killed: aborted two-phase import job %s; its data will not be committed", job_id
+            )
+        finally:
+            hook.close()
+
+    def _hook(self) -> MilvusImportHook:
+        from airflow_milvus_import.hooks.milvus_import import MilvusImportHook
+
+        return MilvusImportHook(milvus_import_conn_id=self.milvus_import_conn_id)
+
+    def _files_to_send(self) -> tuple[list[list[str]] | None, list[list[str]] | None]:
+        has_files = self.files is not None and self.files != ""
+        has_urls = self.object_urls is not None and self.object_urls != ""
+        if has_files and has_urls:
+            raise ValueError("give either files (self-hosted Milvus) or object_urls (Zilliz Cloud), not both")
+        if not has_files and not has_urls:
+            raise ValueError(
+                "no data to import: give files (self-hosted Milvus) or object_urls (Zilliz Cloud)"
+            )
+        if has_urls:
+            return None, normalize_files(self.object_urls, argument="object_urls")
+        if self.storage_conn_id:
+            raise ValueError(
+                "storage_conn_id is for Zilliz Cloud's object_urls; self-hosted Milvus reads files from its "
+                "own bucket with its own credentials"
+            )
+        return normalize_files(self.files), None
+
+    def _storage_credentials(self) -> dict[str, str] | None:
+        if not self.storage_conn_id:
+            return None
+        from airflow.sdk import BaseHook
+        from airflow.sdk.log import mask_secret
+
+        from airflow_milvus_import.exceptions import MilvusImportRequestError
+
+        connection = BaseHook.get_connection(self.storage_conn_id)
+        extra = connection.extra_dejson if isinstance(connection.extra_dejson, Mapping) else {}
+
+        def pick(*values: Any) -> str | None:
+            for value in values:
+                if isinstance(value, str) and value.strip():
+                    return value.strip()
+            return None
+
+        access_key = pick(
+            connection.login, extra.get("aws_access_key_id"), extra.get("access_key"), extra.get("accessKey")
+        )
+        secret_key = pick(
+            connection.password,
+            extra.get("aws_secret_access_key"),
+            extra.get("secret_key"),
+            extra.get("secretKey"),
+        )
+        token = pick(extra.get("aws_session_token"), extra.get("session_token"), extra.get("token"))
+        if access_key is None or secret_key is None:
+            raise MilvusImportRequestError(
+                f"Storage connection {self.storage_conn_id!r} has no "
+                f"{'access key' if access_key is None else 'secret key'}: set its login (access key) and "
+                "password (secret key), or the extras aws_access_key_id / aws_secret_access_key",
+                collection_name=self.collection_name,
+            )
+        for secret in (access_key, secret_key, token):
+            if secret:
+                mask_secret(secret)
+        credentials = {"access_key": access_key, "secret_key": secret_key}
+        if token:
+            credentials["token"] = token
+        return credentials
+
+
+def parse_states(states: str | Iterable[str] | None) -> frozenset[ImportJobState] | None:
+    """
+    State names (case-insensitive; any spelling the servers use, e.g. ``InProgress``) to job states.
+
+    :param states: names as an iterable, or one text with names separated by commas.
+    :raises ValueError: a name that is no import-job state.
+    """
+    from airflow_milvus_import.models import ImportJobState
+
+    if states is None:
+        return None
+    if isinstance(states, str):
+        parsed = _literal_list(states)
+        names: list[Any] = list(parsed) if isinstance(parsed, list) else parsed.split(",")
+    else:
+        names = list(states)
+    known = {state.value.lower() for state in ImportJobState} | {"none"}
+    result: set[ImportJobState] = set()
+    for name in names:
+        text = name.value if isinstance(name, ImportJobState) else str(name).strip()
+        if not text:
+            continue
+        state = ImportJobState.from_wire(text)
+        if state is ImportJobState.UNKNOWN and text.lower() not in known:
+            valid = ", ".join(state.value for state in ImportJobState)
+            raise ValueError(f"unknown import-job state {name!r} in states; use one of: {valid}")
+        result.add(state)
+    if not result:
+        raise ValueError("states is empty: leave it None for every state, or name at least one")
+    return frozenset(result)
+
+
+def parse_created_since(
+    value: datetime | timedelta | str | None, *, now: datetime | None = None
+) -> datetime | None:
+    """
+    ``created_since`` as an aware UTC datetime: a datetime (naive means UTC), an ISO 8601 text, or a
+    timedelta meaning "that long before now".
+
+    :raises ValueError: text that is not a date and time.
+    """
+    import pendulum
+
+    if value is None or value == "":
+        return None
+    if isinstance(value, timedelta):
+        return (now or datetime.now(timezone.utc)) - value
+    if isinstance(value, datetime):
+        return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+    if isinstance(value, str):
+        try:
+            parsed = pendulum.parse(value.strip(), tz="UTC")
+        except (ValueError, TypeError, OverflowError):
+            parsed = None
+        if isinstance(parsed, datetime):
+            return parsed
+        raise ValueError(f"created_since must be a datetime, an ISO 8601 text or a timedelta; got {value!r}")
+    raise ValueError(
+        f"created_since must be a datetime, an ISO 8601 text or a timedelta; got {type(value).__name__}"
+    )
+
+
+def _newest_first(jobs: list[ImportJobSummary]) -> list[ImportJobSummary]:
+    """Milvus allocates job ids in increasing order: sort numeric ids newest first; keep other orders."""
+    if jobs and all(job.job_id.isdigit() for job in jobs):
+        return sorted(jobs, key=lambda job: int(job.job_id), reverse=True)
+    return jobs
+
+
+def file_records(progress: ImportJobProgress) -> list[dict[str, Any]]:
+    """One flat, JSON-safe record per file of a job (the ``file_details`` XCom)."""
+    records = []
+    for detail in progress.details:
+        item = detail.to_dict()
+        records.append(
+            {
+                "job_id": progress.job_id,
+                "collection_name": progress.collection_name,
+                "file_name": item["file_name"],
+                "files": item["files"],
+                "file_size": item["file_size"],
+                "state": item["state"],
+                "progress": item["progress"],
+                "imported_rows": item["imported_rows"],
+                "total_rows": item["total_rows"],
+                "reason": item["reason"],
+                "complete_time": item["complete_time"],
+            }
+        )
+    return records
+
+
+class MilvusListImportJobsOperator(BaseOperator):
+    """
+    List import jobs, with each job's per-file progress.
+
+    ``return_value`` (XCom) is the list of jobs, newest first where the order is known (Milvus' numeric job
+    ids grow over time; Zilliz Cloud's keep the server's order). With ``include_details=True`` each job is
+    ``ImportJobProgress.to_dict()`` (state, rows, sizes, times, ``details``), else
+    ``ImportJobSummary.to_dict()`` (``job_id``, ``collection_name``, ``state``, ``progress``, ``reason``).
+    XCom key ``file_details`` is a flat list with one record per file: ``job_id``, ``collection_name``,
+    ``file_name``, ``files``, ``file_size``, ``state``, ``progress``, ``imported_rows``, ``total_rows``,
+    ``reason``, ``complete_time`` (empty without details).
+
+    Details take one progress call per job: they run concurrently (at most ``max_concurrency`` at a time)
+    over one reused async HTTP client. A job that disappears between the list and its progress call is left
+    out with a warning; any other error fails the task, naming the job.
+
+    :param collection_name: only jobs of this collection. (templated)
+    :param db_name: the database (default: the connection's). (templated)
+    :param states: only jobs in these states (names, case-insensitive, e.g. ``["Failed", "Importing"]`` or
+        ``"Failed,Importing"``). (templated)
+    :param limit: keep at most this many jobs (the newest, see above), applied after every other filter.
+    :param created_since: only jobs created at or after this time: a datetime (naive = UTC), an ISO 8601
+        text such as ``"{{ data_interval_start }}"``, or a timedelta (that long before now); compared at
+        the one-second resolution of the servers' times. It needs each job's ``createTime`` (Milvus 2.6+,
+        Zilliz Cloud), so every job passing the other filters gets a progress call. (templated)
+    :param keep_undated: what ``created_since`` does with jobs whose server gives no ``createTime`` (Milvus
+        before 2.6): keep them (default, with a warning: nothing is hidden because the server is old) or drop.
+    :param include_details: fetch each job's progress and per-file details (default). Without it, one
+        ``list`` call is all, unless ``created_since`` needs the progress calls anyway (the result is then as
+        with ``include_details=True``).
+    :param max_concurrency: at most this many progress calls in flight.
+    :param milvus_import_conn_id: the ``milvus_import`` connection. (templated)
+    """
+
+    template_fields: Sequence[str] = (
+        "collection_name",
+        "db_name",
+        "states",
+        "created_since",
+        "milvus_import_conn_id",
+    )
+    ui_color = "#e7f3ff"
+
+    def __init__(
+        self,
+        *,
+        collection_name: str | None = None,
+        db_name: str | None = None,
+        states: str | Iterable[str] | None = None,
+        limit: int | None = None,
+        created_since: datetime | timedelta | str | None = None,
+        keep_undated: bool = True,
+        include_details: bool = True,
+        max_concurrency: int = 8,
+        milvus_import_conn_id: str = "milvus_import_default",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+            raise ValueError(f"limit must be a non-negative integer or None; got {limit!r}")
+        if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be a positive integer; got {max_concurrency!r}")
+        if isinstance(states, str) and "{{" not in states:
+            parse_states(states)
+        elif states is not None and not isinstance(states, str):
+            states = list(states)
+            if not any("{{" in str(state) for state in states):
+                parse_states(states)
+        self.collection_name = collection_name
+        self.db_name = db_name
+        self.states = states
+        self.limit = limit
+        self.created_since = created_since
+        self.keep_undated = keep_undated
+        self.include_details = include_details
+        self.max_concurrency = max_concurrency
+        self.milvus_import_conn_id = milvus_import_conn_id
+
+    def execute(self, context: Context) -> list[dict[str, Any]]:
+        from airflow_milvus_import.exceptions import MilvusImportRequestError
+        from airflow_milvus_import.hooks.milvus_import import MilvusImportHook
+
+        try:
+            states = parse_states(self.states)
+            since = parse_created_since(self.created_since)
+        except ValueError as error:
+            raise MilvusImportRequestError(f"Invalid filter for listing import jobs: {error}") from None
+        started = time.monotonic()
+        hook = MilvusImportHook(milvus_import_conn_id=self.milvus_import_conn_id)
+        listed, jobs, progresses = _run_coroutine(self._collect(hook, states, since))
+        elapsed = time.monotonic() - started
+
+        details = [record for progress in progresses for record in file_records(progress)]
+        if self.include_details or since is not None:
+            result = [progress.to_dict() for progress in progresses]
+        else:
+            result = [job.to_dict() for job in jobs]
+        context["ti"].xcom_push(key="file_details", value=details)
+        self._log_counts(listed, result, details, states, since, elapsed, progresses)
+        return result
+
+    async def _collect(
+        self,
+        hook: MilvusImportHook,
+        states: frozenset[ImportJobState] | None,
+        since: datetime | None,
+    ) -> tuple[int, list[ImportJobSummary], list[ImportJobProgress]]:
+        try:
+            summaries = await hook.alist_import_jobs(self.collection_name or None, db_name=self.db_name)
+            listed = len(summaries)
+            jobs = _newest_first([job for job in summaries if states is None or job.state in states])
+            if since is None:
+                if self.limit is not None:
+                    jobs = jobs[: self.limit]
+                if not self.include_details:
+                    return listed, jobs, []
+                progresses = await self._progress_of(hook, jobs)
+                return listed, jobs, progresses
+            progresses = await self._progress_of(hook, jobs)
+            undated = [progress for progress in progresses if progress.create_time is None]
+            if undated:
+                self.log.warning(
+                    "%d of %d jobs have no create time (the server is older than Milvus 2.6?): %s them, as "
+                    "keep_undated=%s says",
+                    len(undated),
+                    len(progresses),
+                    "keeping" if self.keep_undated else "dropping",
+                    self.keep_undated,
+                )
+            # Servers report create times in whole seconds: compare at that resolution.
+            since = since.replace(microsecond=0)
+            progresses = [
+                progress
+                for progress in progresses
+                if (progress.create_time is None and self.keep_undated)
+                or (progress.create_time is not None and progress.create_time >= since)
+            ]
+            if self.limit is not None:
+                progresses = progresses[: self.limit]
+            kept = {progress.job_id for progress in progresses}
+            return listed, [job for job in jobs if job.job_id in kept], progresses
+        finally:
+            await hook.aclose()
+
+    async def _progress_of(
+        self, hook: MilvusImportHook, jobs: list[ImportJobSummary]
+    ) -> list[ImportJobProgress]:
+        from airflow_milvus_import.exceptions import MilvusImportError, MilvusImportNotFoundError
+
+        semaphore = asyncio.Semaphore(self.max_concurrency)
+        failure: list[MilvusImportError] = []
+
+        async def fetch(job: ImportJobSummary) -> ImportJobProgress | None:
+            async with semaphore:
+                if failure:
+                    return None
+                try:
+                    return await hook.aget_import_progress(job.job_id, db_name=self.db_name)
+                except MilvusImportNotFoundError as error:
+                    self.log.warning(
+                        "Import job %s was listed but is gone now; leaving it out: %s", job.job_id, error
+                    )
+                    return None
+                except MilvusImportError as error:
+                    failure.append(error)
+                    return None
+
+        results = await asyncio.gather(*(fetch(job) for job in jobs))
+        if failure:
+            raise failure[0]
+        return [progress for progress in results if progress is not None]
+
+    def _log_counts(
+        self,
+        listed: int,
+        jobs: list[dict[str, Any]],
+        details: list[dict[str, Any]],
+        states: frozenset[ImportJobState] | None,
+        since: datetime | None,
+        elapsed: float,
+        progresses: list[ImportJobProgress],
+    ) -> None:
+        filters = []
+        if self.collection_name:
+            filters.append(f"collection {self.collection_name!r}")
+        if self.db_name:
+            filters.append(f"database {self.db_name!r}")
+        if states is not None:
+            filters.append("states " + ", ".join(sorted(state.value for state in states)))
+        if since is not None:
+            filters.append(f"created since {since.isoformat()}")
+        if self.limit is not None:
+            filters.append(f"limit {self.limit}")
+        job_states = Counter(str(job.get("state")) for job in jobs)
+        self.log.info(
+            "%d import job%s of %d listed%s: %s",
+            len(jobs),
+            "" if len(jobs) == 1 else "s",
+            listed,
+            f" ({'; '.join(filters)})" if filters else "",
+            _counts(job_states) or "none",
+        )
+        if progresses:
+            file_states = Counter(str(record["state"]) for record in details)
+            rows = sum(int(record["imported_rows"]) for record in details)
+            self.log.info(
+                "%d file%s: %s; %d rows imported; %d progress calls in %.2f s (at most %d at a time)",
+                len(details),
+                "" if len(details) == 1 else "s",
+                _counts(file_states) or "none",
+                rows,
+                len(progresses),
+                elapsed,
+                self.max_concurrency,
+            )
+            for progress in progresses[:20]:
+                if progress.state.is_failure:
+                    self.log.info(
+                        "Job %s failed: %s", progress.job_id, progress.reason or "(no reason given)"
+                    )
+
+
+def _counts(counter: Counter[str]) -> str:
+    return ", ".join(
+        f"{name} {count}" for name, count in sorted(counter.items(), key=lambda item: (-item[1], item[0]))
+    )
