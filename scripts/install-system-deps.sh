@@ -31,6 +31,12 @@ fi
 
 echo "==> system deps: installing ${missing[*]} with apt-get (about a minute)"
 export DEBIAN_FRONTEND=noninteractive
+if [[ " ${missing[*]} " == *" postgresql "* ]]; then
+  # The tests start throwaway clusters of their own: no need for Debian's default one on port 5432.
+  mkdir -p /etc/postgresql-common/createcluster.d
+  conf=/etc/postgresql-common/createcluster.d/00-airflow-milvus-import.conf
+  [ -e "$conf" ] || echo "create_main_cluster = false" > "$conf"
+fi
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 if ! { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}"; } >"$log" 2>&1; then

@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/bootstrap.sh test
+echo "==> system packages for the e2e tests (chromium, postgresql)"
+bash scripts/install-system-deps.sh
 
 echo "==> ruff"
 ruff check .
