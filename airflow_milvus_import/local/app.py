@@ -1,0 +1,350 @@
+"""The HTTP app: import-job routes in two flavours, a few collection routes, private ``/_local/`` routes.
+
+* self-hosted Milvus at ``/v2/vectordb/jobs/import/{create,list,describe,get_progress,commit,abort}``;
+* Zilliz Cloud at ``/cloud/v2/vectordb/jobs/import/{create,list,describe,getProgress}``.
+
+Answers follow ``milvus-import-api.md``: HTTP 200 with ``{"code": 0, "data": ...}`` or ``{"code": n,
+"message": ...}``, 401 for a missing token on self-hosted Milvus, and Gin's plain-text ``404 page not found``
+for any other route.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import PlainTextResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from airflow_milvus_import.local.execution import entry_label
+from airflow_milvus_import.local.manager import CLOUD, MILVUS, CreateRequest, JobManager
+from airflow_milvus_import.local.wire import (
+    NOT_FOUND_TEXT,
+    ApiError,
+    get_id,
+    get_int,
+    get_path_lists,
+    get_str,
+    get_string_map,
+    illegal_api_key,
+    missing_required,
+    parse_body,
+    unauthenticated,
+)
+
+if TYPE_CHECKING:
+    from airflow_milvus_import.local.collections_api import CollectionsApi
+    from airflow_milvus_import.local.config import ServerConfig
+    from airflow_milvus_import.local.faults import Stats
+    from airflow_milvus_import.local.jobs import FileView, Job, JobView
+
+Handler = Callable[[Request], Awaitable[Response]]
+IMPORT_PREFIX = "/v2/vectordb/jobs/import/"
+CLOUD_PREFIX = "/cloud"
+DEFAULT_DB = "default"
+DEFAULT_PAGE_SIZE = 10
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return Response(
+        json.dumps(data, separators=(",", ":")), status_code=status, media_type="application/json"
+    )
+
+
+class ImportApi:
+    """The handlers of both flavours.
+
+    :param config: the server's settings.
+    :param manager: the jobs.
+    """
+
+    def __init__(self, config: ServerConfig, manager: JobManager) -> None:
+        self._config = config
+        self._manager = manager
+        self._legacy = config.legacy
+
+    # -- envelopes --
+
+    def ok(self, flavour: str, data: Any) -> Response:
+        """The success envelope (``code: 200`` in legacy mode, like early Milvus 2.4)."""
+        code = 200 if self._legacy and flavour == MILVUS else 0
+        return _json({"code": code, "data": data})
+
+    def _id_key(self, flavour: str) -> str:
+        return "jobID" if self._legacy and flavour == MILVUS else "jobId"
+
+    def authorize(self, request: Request, flavour: str) -> None:
+        """Check the Bearer token when the server has one."""
+        token = self._config.token
+        if not token:
+            return
+        header = request.headers.get("authorization", "")
+        scheme, _, given = header.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+            raise unauthenticated() if flavour == MILVUS else illegal_api_key()
+
+    @staticmethod
+    def db_name(request: Request, body: dict[str, Any], struct: str) -> str:
+        """``dbName`` from the body, else the ``DB-Name`` header, else ``default``."""
+        return get_str(body, "dbName", struct) or request.headers.get("db-name", "") or DEFAULT_DB
+
+    @staticmethod
+    def cluster_id(body: dict[str, Any], struct: str) -> str:
+        """Zilliz Cloud's required ``clusterId``."""
+        return get_str(body, "clusterId", struct, required=True)
+
+    # -- views --
+
+    def progress_data(self, job: Job, view: JobView) -> dict[str, Any]:
+        """``data`` of ``describe`` / ``get_progress`` / ``getProgress``."""
+        milvus = job.flavour == MILVUS
+        data: dict[str, Any] = {
+            self._id_key(job.flavour): job.job_id,
+            "collectionName": job.collection_name,
+            "state": view.state.value,
+            "progress": view.progress,
+            "importedRows": view.imported_rows,
+            "totalRows": view.total_rows,
+            "fileSize": view.file_size,
+            "completeTime": view.complete_time,
+        }
+        if milvus and not self._legacy:
+            data["createTime"] = view.create_time
+        if not milvus:
+            data["fileName"] = ", ".join(entry_label(job, entry) for entry in job.files)
+            data["reason"] = view.reason
+        elif view.reason:
+            data["reason"] = view.reason
+        data["details"] = [self._detail(job, detail) for detail in view.details]
+        return data
+
+    def _detail(self, job: Job, detail: FileView) -> dict[str, Any]:
+        item: dict[str, Any] = {
+            "fileName": entry_label(job, detail.paths),
+            "fileSize": detail.file_size,
+            "state": detail.state,
+            "progress": detail.progress,
+            "importedRows": detail.imported_rows,
+            "totalRows": detail.total_rows,
+            "completeTime": detail.complete_time,
+        }
+        if job.flavour == CLOUD or detail.reason:
+            item["reason"] = detail.reason
+        return item
+
+    def record(self, job: Job, now: float) -> dict[str, Any]:
+        """One ``list`` record."""
+        view = self._manager.view(job, now)
+        if job.flavour == CLOUD:
+            return {"collectionName": job.collection_name, "jobId": job.job_id, "state": view.state.value}
+        record: dict[str, Any] = {
+            self._id_key(MILVUS): job.job_id,
+            "collectionName": job.collection_name,
+            "state": view.state.value,
+            "progress": view.progress,
+        }
+        if view.reason:
+            record["reason"] = view.reason
+        return record
+
+    # -- self-hosted Milvus --
+
+    async def milvus_create(self, request: Request) -> Response:
+        """``create`` on self-hosted Milvus."""
+        self.authorize(request, MILVUS)
+        body = parse_body(await request.body(), "ImportReq")
+        collection = get_str(body, "collectionName", "ImportReq", required=True)
+        files = get_path_lists(body, "files", "ImportReq")
+        if files is None:
+            raise missing_required("ImportReq", "files")
+        create = CreateRequest(
+            flavour=MILVUS,
+            cluster_id="",
+            db_name=self.db_name(request, body, "ImportReq"),
+            collection_name=collection,
+            partition_name=get_str(body, "partitionName", "ImportReq"),
+            files=files,
+            options=get_string_map(body, "options", "ImportReq"),
+        )
+        job = self._manager.create(create)
+        return self.ok(MILVUS, {self._id_key(MILVUS): job.job_id})
+
+    async def milvus_list(self, request: Request) -> Response:
+        """``list`` on self-hosted Milvus (no pagination)."""
+        self.authorize(request, MILVUS)
+        body = parse_body(await request.body(), "ListImportReq")
+        jobs = self._manager.list_jobs(
+            MILVUS,
+            db_name=self.db_name(request, body, "ListImportReq"),
+            collection_name=get_str(body, "collectionName", "ListImportReq"),
+        )
+        now = time.time()
+        return self.ok(MILVUS, {"records": [self.record(job, now) for job in jobs]})
+
+    async def milvus_progress(self, request: Request) -> Response:
+        """``describe`` and ``get_progress`` on self-hosted Milvus."""
+        self.authorize(request, MILVUS)
+        body = parse_body(await request.body(), "JobIDReq")
+        job = self._manager.find(MILVUS, get_id(body, "jobId", "JobIDReq", allow_number=False))
+        return self.ok(MILVUS, self.progress_data(job, self._manager.view(job, time.time())))
+
+    async def milvus_commit(self, request: Request) -> Response:
+        """``commit`` (2PC jobs, Milvus 3.x)."""
+        self.authorize(request, MILVUS)
+        body = parse_body(await request.body(), "JobIDReq")
+        self._manager.commit(
+            self._manager.find(MILVUS, get_id(body, "jobId", "JobIDReq", allow_number=False))
+        )
+        return self.ok(MILVUS, {})
+
+    async def milvus_abort(self, request: Request) -> Response:
+        """``abort`` (Milvus 3.x)."""
+        self.authorize(request, MILVUS)
+        body = parse_body(await request.body(), "JobIDReq")
+        self._manager.abort(self._manager.find(MILVUS, get_id(body, "jobId", "JobIDReq", allow_number=False)))
+        return self.ok(MILVUS, {})
+
+    # -- Zilliz Cloud --
+
+    async def cloud_create(self, request: Request) -> Response:
+        """``create`` on Zilliz Cloud: ``objectUrls`` (or ``objectUrl``, ``dataPaths``, ``files``)."""
+        self.authorize(request, CLOUD)
+        body = parse_body(await request.body(), "ImportReq")
+        cluster = self.cluster_id(body, "ImportReq")
+        collection = get_str(body, "collectionName", "ImportReq", required=True)
+        files = self._cloud_files(body)
+        create = CreateRequest(
+            flavour=CLOUD,
+            cluster_id=cluster,
+            db_name=self.db_name(request, body, "ImportReq"),
+            collection_name=collection,
+            partition_name=get_str(body, "partitionName", "ImportReq"),
+            files=files,
+            options=get_string_map(body, "options", "ImportReq"),
+        )
+        job = self._manager.create(create)
+        return self.ok(CLOUD, {"jobId": job.job_id})
+
+    @staticmethod
+    def _cloud_files(body: dict[str, Any]) -> list[list[str]]:
+        for field in ("objectUrls", "dataPaths", "files"):
+            files = get_path_lists(body, field, "ImportReq")
+            if files is not None:
+                return files
+        single = get_str(body, "objectUrl", "ImportReq")
+        if single:
+            return [[single]]
+        raise missing_required("ImportReq", "objectUrls")
+
+    async def cloud_list(self, request: Request) -> Response:
+        """``list`` on Zilliz Cloud, paginated (``pageSize``, ``currentPage``; ``count`` is the total)."""
+        self.authorize(request, CLOUD)
+        body = parse_body(await request.body(), "ListImportReq")
+        cluster = self.cluster_id(body, "ListImportReq")
+        page_size = get_int(body, "pageSize", "ListImportReq", DEFAULT_PAGE_SIZE)
+        current_page = get_int(body, "currentPage", "ListImportReq", 1)
+        page_size = page_size if page_size > 0 else DEFAULT_PAGE_SIZE
+        current_page = max(current_page, 1)
+        jobs = self._manager.list_jobs(
+            CLOUD, cluster_id=cluster, collection_name=get_str(body, "collectionName", "ListImportReq")
+        )
+        start = (current_page - 1) * page_size
+        now = time.time()
+        records = [self.record(job, now) for job in jobs[start : start + page_size]]
+        data = {"count": len(jobs), "currentPage": current_page, "pageSize": page_size, "records": records}
+        return self.ok(CLOUD, data)
+
+    async def cloud_progress(self, request: Request) -> Response:
+        """``describe`` and ``getProgress`` on Zilliz Cloud (``jobId`` may be a number there)."""
+        self.authorize(request, CLOUD)
+        body = parse_body(await request.body(), "JobIDReq")
+        cluster = self.cluster_id(body, "JobIDReq")
+        job = self._manager.find(CLOUD, get_id(body, "jobId", "JobIDReq", allow_number=True), cluster)
+        return self.ok(CLOUD, self.progress_data(job, self._manager.view(job, time.time())))
+
+
+def _collection_route(api: ImportApi, call: Callable[[dict[str, Any], str], Any], struct: str) -> Handler:
+    async def handler(request: Request) -> Response:
+        api.authorize(request, MILVUS)
+        body = parse_body(await request.body(), struct)
+        return api.ok(MILVUS, call(body, api.db_name(request, body, struct)))
+
+    return handler
+
+
+def _not_found(_request: Request, _exc: Exception) -> Response:
+    return PlainTextResponse(NOT_FOUND_TEXT, status_code=404)
+
+
+def _api_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return _json(exc.body(), status=exc.http_status)
+
+
+def create_app(
+    config: ServerConfig,
+    manager: JobManager,
+    collections: CollectionsApi,
+    stats: Stats,
+    info: Callable[[], dict[str, Any]],
+) -> FastAPI:
+    """Build the app.
+
+    :param config: the server's settings.
+    :param manager: the jobs.
+    :param collections: the collection routes' logic.
+    :param stats: request and fault counters.
+    :param info: URLs and ports, for ``/_local/health``.
+    """
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None, title="milvus-import-local")
+    api = ImportApi(config, manager)
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(StarletteHTTPException, _not_found)
+
+    milvus_routes: dict[str, Handler] = {
+        "create": api.milvus_create,
+        "list": api.milvus_list,
+        "get_progress": api.milvus_progress,
+    }
+    if not config.legacy:
+        milvus_routes.update(describe=api.milvus_progress, commit=api.milvus_commit, abort=api.milvus_abort)
+    cloud_routes: dict[str, Handler] = {
+        "create": api.cloud_create,
+        "list": api.cloud_list,
+        "describe": api.cloud_progress,
+        "getProgress": api.cloud_progress,
+    }
+    for action, handler in milvus_routes.items():
+        app.add_api_route(IMPORT_PREFIX + action, handler, methods=["POST"])
+    for action, handler in cloud_routes.items():
+        app.add_api_route(CLOUD_PREFIX + IMPORT_PREFIX + action, handler, methods=["POST"])
+
+    collection_routes = {
+        "/v2/vectordb/collections/create": (collections.create, "CollectionReq"),
+        "/v2/vectordb/collections/describe": (collections.describe, "CollectionNameReq"),
+        "/v2/vectordb/collections/has": (collections.has, "CollectionNameReq"),
+        "/v2/vectordb/collections/list": (collections.list_names, "DatabaseReq"),
+        "/v2/vectordb/collections/drop": (collections.drop, "CollectionNameReq"),
+        "/v2/vectordb/entities/query": (collections.query, "QueryReqV2"),
+    }
+    for path, (call, struct) in collection_routes.items():
+        app.add_api_route(path, _collection_route(api, call, struct), methods=["POST"])
+
+    async def health(_request: Request) -> Response:
+        return _json({"status": "ok", **info()})
+
+    async def stats_route(_request: Request) -> Response:
+        return _json({**stats.snapshot(), "jobs": manager.counts()})
+
+    async def stats_reset(_request: Request) -> Response:
+        stats.reset()
+        return _json({})
+
+    app.add_api_route("/_local/health", health, methods=["GET"])
+    app.add_api_route("/_local/stats", stats_route, methods=["GET"])
+    app.add_api_route("/_local/stats/reset", stats_reset, methods=["POST"])
+    return app

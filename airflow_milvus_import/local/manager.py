@@ -1,0 +1,301 @@
+"""The import-job API's behaviour, apart from HTTP: create, describe, list, commit, abort, restart recovery.
+
+Handlers in :mod:`app` decode bodies and call these methods; every refusal is an :class:`ApiError` carrying
+the code and message the real servers send.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from airflow_milvus_import.local.execution import ABORTED_REASON, JobExecutor
+from airflow_milvus_import.local.importer import Bucket, ImportFileError, PathError, file_kind
+from airflow_milvus_import.local.jobs import FileTask, Job, JobIdAllocator, JobState, JobView, Phase, view_job
+from airflow_milvus_import.local.wire import (
+    ApiError,
+    collection_not_found,
+    database_not_found,
+    empty_import_request,
+    import_failed,
+    job_not_found,
+    parse_milvus_job_id,
+    partition_not_found,
+)
+
+if TYPE_CHECKING:
+    from airflow_milvus_import.local.config import ServerConfig
+    from airflow_milvus_import.local.milvus import MilvusLiteHost
+    from airflow_milvus_import.local.store import JobStore
+
+logger = logging.getLogger(__name__)
+
+MILVUS = "milvus"
+CLOUD = "cloud"
+MAX_FILES_PER_JOB = 1024
+INTERRUPTED_REASON = "import interrupted by a server restart"
+OPTION_DURATION = "local.duration"
+OPTION_FAIL = "local.fail"
+_TERMINAL = frozenset({JobState.COMPLETED, JobState.FAILED})
+
+
+@dataclass(frozen=True)
+class CreateRequest:
+    """A decoded ``create`` body."""
+
+    flavour: str
+    cluster_id: str
+    db_name: str
+    collection_name: str
+    partition_name: str
+    files: list[list[str]]
+    options: dict[str, str]
+
+
+def _duration(options: dict[str, str]) -> float:
+    raw = options.get(OPTION_DURATION)
+    if raw is None:
+        return 0.0
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (value >= 0 and math.isfinite(value)):
+        raise ApiError(1100, f'invalid parameter[{OPTION_DURATION}={raw!r}]: expected seconds, e.g. "12.5"')
+    return value
+
+
+def _auto_commit(options: dict[str, str]) -> bool:
+    raw = options.get("auto_commit", "true").strip().lower()
+    if raw not in ("true", "false"):
+        raise import_failed(f"invalid auto_commit value '{options['auto_commit']}', expected true or false")
+    return raw == "true"
+
+
+class JobManager:
+    """All import jobs of the server.
+
+    :param config: the server's settings.
+    :param host: Milvus Lite.
+    :param store: where job records live.
+    """
+
+    def __init__(self, config: ServerConfig, host: MilvusLiteHost, store: JobStore) -> None:
+        self._config = config
+        self._host = host
+        self._store = store
+        self.bucket = Bucket(config.bucket_dir)
+        self.lock = threading.Lock()
+        self._jobs: dict[str, Job] = {}
+        self._seq = 0
+        self._ids = JobIdAllocator()
+        self._executor = JobExecutor(
+            host, self.bucket, store.save, self.lock, config.import_workers, config.rows_per_second
+        )
+
+    # -- lifecycle --
+
+    def recover(self) -> None:
+        """Load stored jobs: a job cut off mid-import ends Failed; queued ones are queued again."""
+        last_numeric = 0
+        for job in self._store.load():
+            self._jobs[job.job_id] = job
+            self._seq = max(self._seq, job.seq)
+            if job.job_id.isdigit():
+                last_numeric = max(last_numeric, int(job.job_id))
+            self._recover_one(job)
+        self._ids = JobIdAllocator(last_numeric)
+        if self._jobs:
+            logger.info("loaded %d import jobs from %s", len(self._jobs), self._config.data_dir)
+
+    def _recover_one(self, job: Job) -> None:
+        if job.stalled and not self._stalls(job.collection_name):
+            job.stalled = False
+        if job.phase is Phase.PENDING and not job.stalled and job.injected_failure is None:
+            self._executor.submit_import(job)
+        elif job.phase in (
+            Phase.PRE_IMPORTING,
+            Phase.IMPORTING,
+            Phase.SORTING,
+            Phase.INDEX_BUILDING,
+            Phase.COMMITTING,
+        ):
+            self._fail_now(job, INTERRUPTED_REASON)
+
+    def shutdown(self) -> None:
+        """Stop the import workers (running imports end Failed, queued ones wait for the next start)."""
+        self._executor.shutdown()
+
+    # -- create --
+
+    def _stalls(self, collection_name: str) -> bool:
+        return bool(self._config.stall) and fnmatch.fnmatchcase(collection_name, self._config.stall or "")
+
+    def _check_target(self, request: CreateRequest) -> None:
+        db = self._host.db
+        if not db.has_database(request.db_name):
+            raise database_not_found(request.db_name)
+        if not db.has_collection(request.collection_name, database_name=request.db_name):
+            raise collection_not_found(request.db_name, request.collection_name)
+        if request.partition_name:
+            collection = db.get_collection(request.collection_name, database_name=request.db_name)
+            if not collection.has_partition(request.partition_name):
+                raise partition_not_found(request.partition_name)
+
+    def _check_files(self, request: CreateRequest) -> None:
+        if not request.files:
+            raise empty_import_request()
+        if len(request.files) > MAX_FILES_PER_JOB:
+            raise import_failed(
+                f"The max number of import files should not exceed {MAX_FILES_PER_JOB}, "
+                f"but got {len(request.files)}"
+            )
+        cloud = request.flavour == CLOUD
+        for entry in request.files:
+            try:
+                kind = file_kind(entry)
+                if kind == "unknown" or (kind == "folder" and not cloud):
+                    raise ImportFileError(f"unexpect file type, files=[{' '.join(entry)}]")
+                for path in entry:
+                    self.bucket.check(path, allow_urls=cloud)
+            except (ImportFileError, PathError) as exc:
+                raise import_failed(str(exc)) from None
+
+    def _check_capacity(self) -> None:
+        limit = self._config.max_active_jobs
+        if limit is None:
+            return
+        now = time.time()
+        active = sum(1 for job in self._jobs.values() if self.view(job, now).state not in _TERMINAL)
+        if active >= limit:
+            raise import_failed("The number of jobs has reached the limit, please try again later")
+
+    def create(self, request: CreateRequest) -> Job:
+        """Check and start a job; returns it (its id is ``job_id``)."""
+        self._check_target(request)
+        self._check_files(request)
+        duration = _duration(request.options)
+        auto_commit = _auto_commit(request.options)
+        self._check_capacity()
+        with self.lock:
+            self._seq += 1
+            job = Job(
+                job_id=self._ids.numeric() if request.flavour == MILVUS else self._new_cloud_id(),
+                seq=self._seq,
+                flavour=request.flavour,
+                cluster_id=request.cluster_id,
+                db_name=request.db_name,
+                collection_name=request.collection_name,
+                partition_name=request.partition_name,
+                files=request.files,
+                options=request.options,
+                create_time=time.time(),
+                auto_commit=auto_commit,
+                duration=duration,
+                injected_failure=request.options.get(OPTION_FAIL) or None,
+                stalled=self._stalls(request.collection_name),
+            )
+            if job.injected_failure is not None:
+                job.tasks = [FileTask(paths=list(entry)) for entry in job.files]
+                job.phase = Phase.COMPLETED
+                job.finish_time = job.create_time
+            self._jobs[job.job_id] = job
+        self._store.save(job)
+        if job.injected_failure is None and not job.stalled:
+            self._executor.submit_import(job)
+        return job
+
+    def _new_cloud_id(self) -> str:
+        while (job_id := JobIdAllocator.cloud()) in self._jobs:
+            pass
+        return job_id
+
+    # -- read --
+
+    def view(self, job: Job, now: float) -> JobView:
+        """What a client sees of a job now."""
+        with self.lock:
+            return view_job(job, now)
+
+    def find(self, flavour: str, raw_id: str, cluster_id: str = "") -> Job:
+        """The job a ``jobId`` names, or the server's not-found answer."""
+        if flavour == MILVUS:
+            job_id = str(parse_milvus_job_id(raw_id))
+            job = self._jobs.get(job_id)
+            if job is None or job.flavour != MILVUS:
+                raise job_not_found(job_id)
+            return job
+        job = self._jobs.get(raw_id)
+        if job is None or job.flavour != CLOUD or job.cluster_id != cluster_id:
+            raise job_not_found(raw_id)
+        return job
+
+    def list_jobs(
+        self, flavour: str, *, db_name: str = "", collection_name: str = "", cluster_id: str = ""
+    ) -> list[Job]:
+        """Jobs of a flavour, oldest first, filtered like the servers filter them."""
+        if flavour == MILVUS:
+            if not self._host.db.has_database(db_name):
+                raise database_not_found(db_name)
+            if collection_name and not self._host.db.has_collection(collection_name, database_name=db_name):
+                raise collection_not_found(db_name, collection_name)
+            return [
+                job
+                for job in list(self._jobs.values())
+                if job.flavour == MILVUS
+                and job.db_name == db_name
+                and (not collection_name or job.collection_name == collection_name)
+            ]
+        return [
+            job
+            for job in list(self._jobs.values())
+            if job.flavour == CLOUD
+            and job.cluster_id == cluster_id
+            and (not collection_name or job.collection_name == collection_name)
+        ]
+
+    def counts(self) -> dict[str, Any]:
+        """Jobs by client-visible state (for the stats route)."""
+        now = time.time()
+        by_state: dict[str, int] = {}
+        for job in list(self._jobs.values()):
+            state = self.view(job, now).state.value
+            by_state[state] = by_state.get(state, 0) + 1
+        return {"total": len(self._jobs), "by_state": by_state}
+
+    # -- 2PC and abort --
+
+    def commit(self, job: Job) -> None:
+        """Commit a 2PC job waiting in Uncommitted."""
+        state = self.view(job, time.time()).state
+        if state is not JobState.UNCOMMITTED:
+            raise import_failed(f"import job {job.job_id} is in state {state.value}, expected Uncommitted")
+        with self.lock:
+            job.phase = Phase.COMMITTING
+        self._store.save(job)
+        self._executor.submit_commit(job)
+
+    def abort(self, job: Job) -> None:
+        """Abort an unfinished job: it ends Failed and its rows are taken back."""
+        state = self.view(job, time.time()).state
+        if state in _TERMINAL:
+            raise import_failed(f"import job {job.job_id} is in state {state.value}, it cannot be aborted")
+        with self.lock:
+            running = job.phase not in (Phase.PENDING, Phase.UNCOMMITTED, Phase.COMPLETED) and not job.stalled
+            if running and self._executor.is_queued_or_running(job.job_id):
+                self._executor.abort(job.job_id)
+                return
+        self._fail_now(job, ABORTED_REASON)
+
+    def _fail_now(self, job: Job, reason: str) -> None:
+        with self.lock:
+            job.phase = Phase.FAILED
+            job.reason = reason
+            job.finish_time = time.time()
+            job.stalled = False
+        self._store.save(job)
