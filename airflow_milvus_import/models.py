@@ -138,7 +138,7 @@ def parse_job_id(value: Any) -> str | None:
 
 
 def parse_time(value: Any) -> DateTime | None:
-    """``"2024-04-01T06:17:55Z"``-style text (or epoch seconds / milliseconds) to an aware DateTime, or None."""
+    """``"2024-04-01T06:17:55Z"``-style text, or epoch seconds / milliseconds, to an aware DateTime."""
     if value is None or isinstance(value, bool) or value == "":
         return None
     if isinstance(value, (int, float)):
@@ -323,7 +323,9 @@ class ImportJobProgress:
         raw_details = data.get("details")
         if not isinstance(raw_details, Sequence) or isinstance(raw_details, (str, bytes)):
             raw_details = []
-        details = tuple(ImportFileProgress.from_wire(item) for item in raw_details if isinstance(item, Mapping))
+        details = tuple(
+            ImportFileProgress.from_wire(item) for item in raw_details if isinstance(item, Mapping)
+        )
         if not details and isinstance(data.get("fileName"), str) and data["fileName"]:
             details = (ImportFileProgress.from_wire(data),)
         return cls(

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 # Airflow reads its configuration when first imported: isolate it before any test module imports airflow.
 _AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="ami-airflow-home-"))
