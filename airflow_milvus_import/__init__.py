@@ -78,4 +78,13 @@ def get_provider_info() -> dict[str, Any]:
                 "ui-field-behaviour": copy.deepcopy(CONNECTION_FIELD_BEHAVIOUR),
             }
         ],
+        "extra-links": ["airflow_milvus_import.links.MilvusImportJobLink"],
+        "asset-uris": [
+            {
+                "schemes": ["milvus", "zilliz"],
+                "handler": "airflow_milvus_import.lineage.sanitize_asset_uri",
+                "factory": "airflow_milvus_import.lineage.create_asset",
+                "to_openlineage_converter": "airflow_milvus_import.lineage.convert_asset_to_openlineage",
+            }
+        ],
     }

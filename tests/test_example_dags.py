@@ -26,6 +26,8 @@ EXAMPLE_DAG_IDS = {
     "example_milvus_import_local_pipeline",
     "example_milvus_import_gate",
     "example_milvus_import_mapped",
+    "example_milvus_import_assets_producer",
+    "example_milvus_import_assets_consumer",
 }
 
 

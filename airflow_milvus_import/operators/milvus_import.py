@@ -27,10 +27,11 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from airflow.sdk import BaseOperator, conf
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    from airflow.sdk import BaseOperatorLink, Context
 
     from airflow_milvus_import._waiting import JobWaitTracker, WaitResult
     from airflow_milvus_import.hooks.milvus_import import MilvusImportHook
+    from airflow_milvus_import.lineage import LineageTarget
     from airflow_milvus_import.models import ImportJobProgress, ImportJobState, ImportJobSummary
 
 __all__ = [
@@ -179,6 +180,13 @@ def _is_two_phase(options: Mapping[str, str]) -> bool:
     return options.get("auto_commit", "").strip().lower() == "false"
 
 
+def _literal(value: Any) -> str | None:
+    """A rendered text argument, or None for an empty or (on a never-run task object) unrendered one."""
+    if isinstance(value, str) and value.strip() and "{{" not in value and "{%" not in value:
+        return value.strip()
+    return None
+
+
 def _run_coroutine(coroutine: Coroutine[Any, Any, _T]) -> _T:
     """Run a coroutine to completion from sync code, also when the caller already runs an event loop."""
     try:
@@ -235,6 +243,19 @@ class MilvusBulkImportOperator(BaseOperator):
         commit) as success, so a downstream task can check the data and commit it.
     :param max_consecutive_errors: give up after this many polls in a row fail (each poll already retries
         transient errors).
+
+    **Assets.** Declare the collection as an outlet,
+    ``outlets=[milvus_collection_asset("books", endpoint="http://milvus:19530")]`` (see
+    :mod:`airflow_milvus_import.lineage`), and DAGs scheduled on that asset run when the import lands. The
+    asset event's ``extra`` carries ``job_id``, ``collection_name``, ``db_name``, ``deployment``,
+    ``endpoint`` (``cluster_id`` on Zilliz Cloud) and, once the job has ended, ``state``,
+    ``imported_rows``, ``total_rows``, ``file_size`` and ``files``. An ``AssetAlias`` outlet receives the
+    collection's asset as the connection names it, for DAGs whose collection is only known at run time.
+
+    **Lineage.** With Airflow's OpenLineage provider installed, the imported files are the task's inputs
+    and the collection its output (with the rows imported); see
+    :func:`airflow_milvus_import.lineage.build_lineage`. **Link.** "Milvus import job" opens the job in the
+    Zilliz Cloud console, or in the console the connection's ``console_link`` template names.
     """
 
     template_fields: Sequence[str] = (
@@ -288,10 +309,23 @@ class MilvusBulkImportOperator(BaseOperator):
         self.max_consecutive_errors = max_consecutive_errors
         self._job_id: str | None = None
         self._two_phase = False
+        # What this process learnt about the import, for lineage, links and asset events.
+        self._sent_files: list[list[str]] | None = None
+        self._jobs_seen: list[dict[str, Any]] | None = None
+        self._lineage_target: LineageTarget | None = None
+        self._ran = False
+
+    @property
+    def operator_extra_links(self) -> tuple[BaseOperatorLink, ...]:  # type: ignore[override]
+        """The "Milvus import job" console link (imported on use: DAG files import this module)."""
+        from airflow_milvus_import.links import MilvusImportJobLink
+
+        return (MilvusImportJobLink(),)
 
     def execute(self, context: Context) -> dict[str, Any] | str:
         from airflow_milvus_import.exceptions import MilvusImportRequestError
 
+        self._ran = True
         try:
             files, object_urls = self._files_to_send()
             options = stringify_options(self.options)
@@ -306,6 +340,7 @@ class MilvusBulkImportOperator(BaseOperator):
             )
         credentials = self._storage_credentials()
         self._two_phase = _is_two_phase(options)
+        self._sent_files = files if files is not None else object_urls
 
         batches = files if files is not None else object_urls or []
         shown = ", ".join("+".join(batch) for batch in batches[:5]) + (" ..." if len(batches) > 5 else "")
@@ -319,6 +354,7 @@ class MilvusBulkImportOperator(BaseOperator):
             shown,
             f", options {options}" if options else "",
         )
+        self._learn_target()
         hook = self._hook()
         try:
             job_id = hook.create_import_job(
@@ -338,11 +374,14 @@ class MilvusBulkImportOperator(BaseOperator):
                     job_id,
                 )
             if not self.wait_for_completion:
+                self._record_asset_events(context, job_id, None)
                 return job_id
 
-            return self._wait(hook, job_id)
+            result = self._wait(hook, job_id)
         finally:
             hook.close()
+        self._record_asset_events(context, job_id, result)
+        return result
 
     def _wait(self, hook: MilvusImportHook, job_id: str) -> dict[str, Any]:
         """Check once; defer if the job is still running and deferrable, else poll here until it ends."""
@@ -395,6 +434,7 @@ class MilvusBulkImportOperator(BaseOperator):
         """Return the job's final progress, or raise what an unsuccessful wait means."""
         from airflow_milvus_import._waiting import exception_for_result
 
+        self._jobs_seen = [progress.to_dict() for progress in result.jobs]
         error = exception_for_result(result)
         if error is not None:
             if not error.collection_name:
@@ -430,10 +470,123 @@ class MilvusBulkImportOperator(BaseOperator):
         """Resume after the trigger's event: the final progress, or the error the event describes."""
         from airflow_milvus_import._waiting import WaitResult
 
+        self._ran = True
         result = WaitResult.from_event(event)
         if self._job_id is None and result.job_ids:
             self._job_id = result.job_ids[0]
-        return self._finish(result)
+        self._learn_target()
+        progress = self._finish(result)
+        if self._job_id is not None:
+            self._record_asset_events(context, self._job_id, progress)
+        return progress
+
+    # ----------------------------------------------------------------------------------------------------
+    # Lineage, assets and links
+
+    def _learn_target(self) -> None:
+        """Read where the data goes from the connection (no call to Milvus); lineage never fails a task."""
+        if self._lineage_target is not None:
+            return
+        from airflow.sdk.exceptions import AirflowNotFoundException
+
+        from airflow_milvus_import.exceptions import MilvusImportError
+        from airflow_milvus_import.lineage import target_from_connection
+
+        try:
+            self._lineage_target = target_from_connection(self.milvus_import_conn_id)
+        except (MilvusImportError, AirflowNotFoundException) as error:
+            # A connection the hook cannot use either: the hook's own call reports it.
+            self.log.debug("No lineage target: %s", error)
+        except Exception as error:
+            self.log.warning("Lineage and asset events will lack the collection's location: %s", error)
+
+    def _known_jobs(self) -> list[dict[str, Any]]:
+        return list(self._jobs_seen or [])
+
+    def _record_asset_events(self, context: Context, job_id: str, progress: Mapping[str, Any] | None) -> None:
+        """Describe the import in the events of the task's outlets (collection assets and aliases)."""
+        outlets = list(self.outlets or [])
+        if not outlets or self._lineage_target is None:
+            return
+        from airflow.sdk import Asset, AssetAlias
+
+        from airflow_milvus_import.lineage import asset_event_extra, is_collection_asset, parse_collection_uri
+
+        target = self._lineage_target
+        collection = target.collection(self.collection_name, self.db_name)
+        extra = asset_event_extra(
+            target,
+            job_id=job_id,
+            collection_name=self.collection_name,
+            db_name=self.db_name,
+            progress=progress,
+        )
+        outlet_events = context["outlet_events"]
+        for outlet in outlets:
+            if isinstance(outlet, AssetAlias):
+                try:
+                    asset = Asset(uri=collection.uri, name=collection.uri)
+                except ValueError as error:
+                    self.log.warning("Cannot add collection %r to %s: %s", collection.uri, outlet, error)
+                    continue
+                outlet_events[outlet].add(asset, extra=extra)
+                self.log.info("Asset alias %r: added %s", outlet.name, collection.uri)
+            elif is_collection_asset(outlet):
+                declared = parse_collection_uri(outlet.uri)
+                if declared != collection:
+                    self.log.warning(
+                        "Outlet %s does not name the collection this task imported into (%s): its event "
+                        "describes import job %s all the same",
+                        outlet.uri,
+                        collection.uri,
+                        job_id,
+                    )
+                outlet_events[outlet].extra.update(extra)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """
+        OpenLineage inputs (the files), output (the collection, with the rows imported) and run facets
+        (the job). Called by the OpenLineage provider; it needs ``apache-airflow-providers-openlineage``.
+        """
+        from airflow_milvus_import.lineage import (
+            build_lineage,
+            empty_lineage,
+            pull_xcom,
+            rendered_value,
+            target_from_connection,
+        )
+
+        if self._ran:
+            # This object ran the task (the OpenLineage listener asks it at the end of the try, possibly in a
+            # forked process): use what it learnt, and ask nothing of Airflow or Milvus.
+            if self._lineage_target is None:
+                return empty_lineage()
+            target = self._lineage_target
+            jobs = self._jobs_seen or []
+            job_id: Any = self._job_id
+            files = self._sent_files
+            collection_name: Any = self.collection_name
+            db_name: Any = self.db_name
+        else:
+            # A task object that did not run (lineage asked for after the fact): the run's records.
+            pulled = pull_xcom(task_instance, self.task_id, "return_value")
+            jobs = [dict(pulled)] if isinstance(pulled, Mapping) else []
+            job_id = pull_xcom(task_instance, self.task_id, "job_id")
+            rendered: dict[str, Any] = {}
+            target = target_from_connection(
+                str(rendered_value(self, "milvus_import_conn_id", task_instance, rendered))
+            )
+            files = None  # the jobs' details name them
+            collection_name = rendered_value(self, "collection_name", task_instance, rendered)
+            db_name = rendered_value(self, "db_name", task_instance, rendered)
+        return build_lineage(
+            target,
+            jobs=jobs,
+            job_ids=[str(job_id)] if job_id is not None else [],
+            files=files,
+            collection_name=_literal(collection_name),
+            db_name=_literal(db_name),
+        )
 
     def on_kill(self) -> None:
         """Abort the job this task created if it is a two-phase job; otherwise say that it keeps running."""

@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
-from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException
+from airflow.sdk.exceptions import AirflowNotFoundException, AirflowSensorTimeout, AirflowSkipException
 
 from airflow_milvus_import._waiting import (
     DEFAULT_MAX_CONSECUTIVE_ERRORS,
@@ -30,11 +30,19 @@ except ImportError:  # Airflow 3.0
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from airflow.sdk import Context
+    from airflow.sdk import BaseOperatorLink, Context
 
     from airflow_milvus_import.hooks.milvus_import import MilvusImportHook
+    from airflow_milvus_import.lineage import LineageTarget
 
-__all__ = ["MilvusImportJobSensor"]
+__all__ = ["JOB_IDS_FROM_TRIGGERING_ASSET_EVENTS", "MilvusImportJobSensor"]
+
+#: A ``job_id`` for a DAG scheduled on a collection asset: every ``job_id`` in the extras of the asset
+#: events that triggered the run (what :class:`MilvusBulkImportOperator` puts there), as a list.
+JOB_IDS_FROM_TRIGGERING_ASSET_EVENTS = (
+    "{{ triggering_asset_events.values() | sum(start=[]) | map(attribute='extra') "
+    "| selectattr('job_id', 'defined') | map(attribute='job_id') | unique | list }}"
+)
 
 DEFAULT_CONN_ID = "milvus_import_default"
 #: poke interval (seconds) when neither ``poll_interval`` nor ``poke_interval`` is given (deferrable and
@@ -68,6 +76,13 @@ class MilvusImportJobSensor(BaseSensorOperator):
         check whose call still fails after the hook's own retries fails the try (``retries`` apply).
     :param poll_interval: seconds between checks (an alias of ``poke_interval``; give one of them).
     :param deferrable: wait in the triggerer; defaults to ``[operators] default_deferrable``.
+
+    **As an asset-watching step.** In a DAG scheduled on a collection asset that
+    :class:`~airflow_milvus_import.operators.milvus_import.MilvusBulkImportOperator` updates,
+    ``job_id=JOB_IDS_FROM_TRIGGERING_ASSET_EVENTS`` waits for (or, when the producer already waited,
+    re-checks) every import job that triggered the run, and returns their progress as a list.
+    With Airflow's OpenLineage provider installed the sensor reports the jobs' files as inputs and their
+    collections as outputs; its "Milvus import job" link opens the job's console page.
     """
 
     template_fields: Sequence[str] = ("job_id", "milvus_import_conn_id", "db_name")
@@ -104,11 +119,22 @@ class MilvusImportJobSensor(BaseSensorOperator):
         self.deferrable = deferrable
         self._hook: MilvusImportHook | None = None
         self._tracker: JobWaitTracker | None = None
+        self._jobs_seen: list[dict[str, Any]] | None = None
+        self._lineage_target: LineageTarget | None = None
+        self._ran = False
+
+    @property
+    def operator_extra_links(self) -> tuple[BaseOperatorLink, ...]:  # type: ignore[override]
+        """The "Milvus import job" console link (imported on use: DAG files import this module)."""
+        from airflow_milvus_import.links import MilvusImportJobLink
+
+        return (MilvusImportJobLink(),)
 
     # ----------------------------------------------------------------------------------------------------
     # Airflow entry points
 
     def execute(self, context: Context) -> Any:
+        self._ran = True
         tracker = self._new_tracker()
         if not self.deferrable:
             try:
@@ -150,6 +176,7 @@ class MilvusImportJobSensor(BaseSensorOperator):
         )
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
+        self._ran = True
         tracker = self._tracker or self._new_tracker()
         try:
             result = self._poll_round(tracker)
@@ -162,6 +189,7 @@ class MilvusImportJobSensor(BaseSensorOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         """Resume after the trigger fired: map its event to the XCom value or the exception."""
+        self._ran = True
         if event is None:
             raise MilvusImportError(
                 f"The trigger gave no event for Milvus import job(s) {self.job_id!r}", job_id=None
@@ -226,6 +254,8 @@ class MilvusImportJobSensor(BaseSensorOperator):
 
     def _finish(self, result: WaitResult) -> Any:
         """The XCom value of a successful wait; otherwise raise what the outcome calls for."""
+        self._jobs_seen = [progress.to_dict() for progress in result.jobs]
+        self._learn_target()
         if result.status is WaitStatus.SUCCESS:
             self.log.info("%s", result.message)
             return result.xcom_value(single=self._single_job)
@@ -240,3 +270,64 @@ class MilvusImportJobSensor(BaseSensorOperator):
         if error is None:  # pragma: no cover - success is handled above
             raise MilvusImportError(result.message)
         raise error
+
+    # ----------------------------------------------------------------------------------------------------
+    # Lineage and links
+
+    def _learn_target(self) -> None:
+        """Read where the data lives from the connection (no call to Milvus); lineage never fails a task."""
+        if self._lineage_target is not None:
+            return
+        from airflow_milvus_import.lineage import target_from_connection
+
+        try:
+            self._lineage_target = target_from_connection(self.milvus_import_conn_id)
+        except (MilvusImportError, AirflowNotFoundException) as error:
+            # A connection the hook cannot use either: the hook's own call reports it.
+            self.log.debug("No lineage target: %s", error)
+        except Exception as error:
+            self.log.warning("Lineage will lack the collections' location: %s", error)
+
+    def _known_jobs(self) -> list[dict[str, Any]]:
+        """The jobs' last known progress in this process (final, else the latest poll)."""
+        if self._jobs_seen is not None:
+            return list(self._jobs_seen)
+        if self._tracker is not None:
+            return [progress.to_dict() for progress in self._tracker.latest.values()]
+        return []
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """
+        OpenLineage view of the jobs waited for: their files as inputs, their collections as outputs (with
+        the rows imported) and the jobs as run facets. Needs ``apache-airflow-providers-openlineage``.
+        """
+        from airflow_milvus_import.lineage import (
+            build_lineage,
+            empty_lineage,
+            pull_xcom,
+            rendered_value,
+            target_from_connection,
+        )
+
+        jobs: list[Any] = self._known_jobs()
+        db_name = self.db_name
+        if self._ran:
+            # This object ran the task (the OpenLineage listener asks it at the end of the try, possibly in a
+            # forked process): use what it learnt, and ask nothing of Airflow or Milvus.
+            if self._lineage_target is None or not jobs:
+                return empty_lineage()
+            target = self._lineage_target
+        else:
+            # A task object that did not run (lineage asked for after the fact): the run's records.
+            pulled = pull_xcom(task_instance, self.task_id, "return_value")
+            jobs = pulled if isinstance(pulled, list) else [pulled] if pulled else []
+            rendered: dict[str, Any] = {}
+            conn_id = rendered_value(self, "milvus_import_conn_id", task_instance, rendered)
+            db_name = rendered_value(self, "db_name", task_instance, rendered)
+            target = target_from_connection(str(conn_id))
+        return build_lineage(
+            target,
+            jobs=jobs,
+            job_ids=[str(job.get("job_id")) for job in jobs if isinstance(job, dict) and job.get("job_id")],
+            db_name=db_name if isinstance(db_name, str) and db_name else None,
+        )
