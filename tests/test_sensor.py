@@ -585,7 +585,7 @@ def test_sentinel_token_leaks_nowhere(
     """The token lives in the connection only: not in trigger kwargs, events, logs, XCom, rendered fields."""
     import asyncio
 
-    from conftest import SENTINEL_TOKEN
+    from tests.conftest import SENTINEL_TOKEN
 
     prepare_collection(secured_local_server)
     url = secured_local_server.url
