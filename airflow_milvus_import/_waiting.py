@@ -28,13 +28,15 @@ from __future__ import annotations
 
 import ast
 import enum
+import functools
 import json
 import math
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from airflow_milvus_import import exceptions as _exceptions
 from airflow_milvus_import.exceptions import (
     MilvusImportError,
     MilvusImportJobFailed,
@@ -382,21 +384,43 @@ class WaitResult:
     :param message: a sentence a person can act on (no secrets).
     :param job_ids: every job waited for, in the order given.
     :param jobs: the last progress seen of each job, where one was seen (same order).
+    :param error_type: for an ``error`` ended by a non-transient error, the name of its class in
+        :mod:`airflow_milvus_import.exceptions` (``"MilvusImportNotFoundError"``); None means
+        :class:`MilvusImportError`.
+    :param error_endpoint: the endpoint that error named, when it did.
+    :param error_job_id: the job whose poll raised that error.
+    :param error_code: the server's envelope ``code`` of that error, when it sent one.
+    :param error_http_status: the HTTP status of that error, when there was a response.
     """
 
     status: WaitStatus
     message: str
     job_ids: tuple[str, ...]
     jobs: tuple[ImportJobProgress, ...] = ()
+    error_type: str | None = None
+    error_endpoint: str | None = None
+    error_job_id: str | None = None
+    error_code: int | None = None
+    error_http_status: int | None = None
 
     def to_event(self) -> dict[str, Any]:
-        """The event payload: ``{"status", "message", "job_ids", "jobs": [progress.to_dict(), ...]}``."""
-        return {
+        """
+        The event payload: ``{"status", "message", "job_ids", "jobs": [progress.to_dict(), ...]}``.
+
+        An ``error`` ended by a non-transient error adds ``"error_type"`` (its class name) and, where known,
+        ``"error_endpoint"``, ``"error_job_id"``, ``"error_code"`` and ``"error_http_status"``.
+        """
+        payload: dict[str, Any] = {
             "status": self.status.value,
             "message": self.message,
             "job_ids": list(self.job_ids),
             "jobs": [progress.to_dict() for progress in self.jobs],
         }
+        for key in _ERROR_FIELDS:
+            value = getattr(self, key)
+            if value is not None:
+                payload[key] = value
+        return payload
 
     @classmethod
     def from_event(cls, payload: Any) -> WaitResult:
@@ -425,6 +449,12 @@ class WaitResult:
             message=str(payload.get("message") or ""),
             job_ids=tuple(str(job_id) for job_id in raw_ids),
             jobs=tuple(ImportJobProgress.from_dict(item) for item in raw_jobs if isinstance(item, Mapping)),
+            # Optional (events of earlier versions lack them); a value of the wrong type is ignored.
+            error_type=_text_or_none(payload.get("error_type")),
+            error_endpoint=_text_or_none(payload.get("error_endpoint")),
+            error_job_id=_text_or_none(payload.get("error_job_id")),
+            error_code=_int_or_none(payload.get("error_code")),
+            error_http_status=_int_or_none(payload.get("error_http_status")),
         )
 
     def progress_of(self, job_id: str) -> ImportJobProgress | None:
@@ -442,13 +472,47 @@ class WaitResult:
         return dicts
 
 
+_ERROR_FIELDS = ("error_type", "error_endpoint", "error_job_id", "error_code", "error_http_status")
+
+
+def _text_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+@functools.cache
+def _error_classes() -> dict[str, type[MilvusImportError]]:
+    """What an ``error_type`` may name: :class:`MilvusImportError` and its subclasses in exceptions.py."""
+    return {
+        name: value
+        for name, value in vars(_exceptions).items()
+        if isinstance(value, type)
+        and issubclass(value, MilvusImportError)
+        and value.__module__ == _exceptions.__name__
+    }
+
+
+def _error_class_name(error: BaseException) -> str | None:
+    """The name of the nearest class of ``error`` that exceptions.py defines (None: not one of ours)."""
+    known = _error_classes()
+    for cls in type(error).__mro__:
+        if known.get(cls.__name__) is cls:
+            return cls.__name__
+    return None
+
+
 def exception_for_result(result: WaitResult) -> MilvusImportError | None:
     """
     The exception an unsuccessful wait raises (None for success).
 
     ``failed`` -> :class:`MilvusImportJobFailed` (job, collection, reason, failed files; ``failed_files``
     lists every failed file of every failed job); ``timeout`` -> :class:`MilvusImportJobTimeout` (a sensor
-    raises Airflow's own sensor timeout instead); ``error`` -> :class:`MilvusImportError`.
+    raises Airflow's own sensor timeout instead); ``error`` -> the class of the non-transient error that
+    ended the wait (``error_type``: looked up among this package's exceptions only), else
+    :class:`MilvusImportError`.
     """
     first_job = result.job_ids[0] if len(result.job_ids) == 1 else None
     if result.status is WaitStatus.SUCCESS:
@@ -465,7 +529,16 @@ def exception_for_result(result: WaitResult) -> MilvusImportError | None:
         )
     if result.status is WaitStatus.TIMEOUT:
         return MilvusImportJobTimeout(result.message, job_id=first_job)
-    return MilvusImportError(result.message, job_id=first_job)
+    error_class = _error_classes().get(result.error_type or "", MilvusImportError)
+    if issubclass(error_class, (MilvusImportJobFailed, MilvusImportJobTimeout)):
+        error_class = MilvusImportError  # outcomes of their own, never what a poll raises
+    return error_class(
+        result.message,
+        endpoint=result.error_endpoint,
+        job_id=result.error_job_id or first_job,
+        code=result.error_code,
+        http_status=result.error_http_status,
+    )
 
 
 class JobWaitTracker:
@@ -502,7 +575,7 @@ class JobWaitTracker:
         self._errors: dict[str, int] = dict.fromkeys(self.job_ids, 0)
         self._last_error: dict[str, str] = {}
         self._unknown: dict[str, int] = dict.fromkeys(self.job_ids, 0)
-        self._fatal: WaitResult | None = None
+        self._fatal: WaitResult | None = None  # its message and error fields; jobs are re-read at the end
 
     # -- feeding
 
@@ -533,7 +606,14 @@ class JobWaitTracker:
             text = f"{type(error).__name__}: {text}"
         self._last_error[job_id] = text
         if not getattr(error, "transient", False) and self._fatal is None:
-            self._fatal = self.result(WaitStatus.ERROR, f"Cannot wait for Milvus import job {job_id}: {text}")
+            self._fatal = replace(
+                self.result(WaitStatus.ERROR, f"Cannot wait for Milvus import job {job_id}: {text}"),
+                error_type=_error_class_name(error),
+                error_endpoint=_text_or_none(getattr(error, "endpoint", None)),
+                error_job_id=_text_or_none(getattr(error, "job_id", None)) or job_id,
+                error_code=_int_or_none(getattr(error, "code", None)),
+                error_http_status=_int_or_none(getattr(error, "http_status", None)),
+            )
         return self._errors[job_id]
 
     def consecutive_errors(self, job_id: str) -> int:
@@ -569,7 +649,7 @@ class JobWaitTracker:
         if failed:
             return self.result(WaitStatus.FAILED, self._failed_message(failed))
         if self._fatal is not None:
-            return self.result(self._fatal.status, self._fatal.message)
+            return replace(self._fatal, jobs=self._latest_jobs())
         for job_id in self.job_ids:
             if self._errors[job_id] >= self.max_consecutive_errors:
                 failures = _polls(self._errors[job_id], "failed ")
@@ -584,7 +664,8 @@ class JobWaitTracker:
                 return self.result(
                     WaitStatus.ERROR,
                     f"Milvus import {describe_job(progress, job_id)} reported an unknown state "
-                    f"{_polls(self._unknown[job_id])} in a row{said}; not treating it as success",
+                    f"{_polls(self._unknown[job_id])} in a row{said}; not treating it as success"
+                    f"{self._connection_text()}",
                 )
         if all(self.is_done(job_id) for job_id in self.job_ids):
             return self.result(WaitStatus.SUCCESS, self._success_message())
@@ -612,17 +693,23 @@ class JobWaitTracker:
             status=status,
             message=message,
             job_ids=self.job_ids,
-            jobs=tuple(self.latest[job_id] for job_id in self.job_ids if job_id in self.latest),
+            jobs=self._latest_jobs(),
         )
+
+    def _latest_jobs(self) -> tuple[ImportJobProgress, ...]:
+        return tuple(self.latest[job_id] for job_id in self.job_ids if job_id in self.latest)
 
     # -- messages
 
     def _is_failed(self, job_id: str) -> bool:
         return job_id in self.latest and self.latest[job_id].state is ImportJobState.FAILED
 
+    def _connection_text(self) -> str:
+        return f" [connection {self.conn_id!r}]" if self.conn_id else ""
+
     def _failed_message(self, failed: list[ImportJobProgress]) -> str:
         body = "; ".join(_failure_text(progress) for progress in failed)
-        connection = f" [connection {self.conn_id!r}]" if self.conn_id else ""
+        connection = self._connection_text()
         if len(self.job_ids) == 1:
             return f"Milvus import {body}{connection}"
         return f"{len(failed)} of {len(self.job_ids)} Milvus import jobs failed{connection}: {body}"

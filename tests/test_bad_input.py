@@ -843,7 +843,7 @@ def test_unknown_state_is_never_success(env: Env, state: str, reason: str) -> No
     said = f" (server said: {reason})" if reason else ""
     expected = (
         f"Milvus import job {job} (collection 'docs') reported an unknown state 3 polls in a row{said}; "
-        "not treating it as success"
+        f"not treating it as success [connection {CONN_ID!r}]"
     )
     assert event["message"] == expected
 
@@ -867,8 +867,9 @@ def test_unknown_job_id_ends_a_wait_at_once_naming_job_and_endpoint(env: Env) ->
         "code 2100: import job does not exist, jobID=448761313698322011",
     ):
         assert fragment in event["message"]
+    assert event["error_type"] == "MilvusImportNotFoundError"
     error = catch(lambda: poke_sensor(job_id="448761313698322011").execute_complete({}, event))
-    assert_clean(error, MilvusImportError, event["message"])
+    assert_clean(error, MilvusImportNotFoundError, event["message"])
 
 
 def test_unreachable_host_ends_a_wait_after_the_tolerated_failures(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -947,15 +948,6 @@ def test_the_local_server_itself_refuses_non_string_options_as_real_milvus_does(
 
 
 @pytest.mark.integration
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "_waiting.JobWaitTracker.record_error keeps only the text of a non-transient error and "
-        "exception_for_result raises the base MilvusImportError for every 'error' outcome (the trigger event "
-        "carries no error class either): a sensor on an unknown job raises MilvusImportError, not "
-        "MilvusImportNotFoundError; on a refused token, not MilvusImportAuthError"
-    ),
-)
 @pytest.mark.parametrize("path", ["poke", "deferred"])
 @pytest.mark.parametrize(
     ("case", "cls"),
@@ -982,14 +974,6 @@ def test_a_waiter_raises_the_class_of_the_error_that_ended_it(
     assert_clean(error, cls, f"Milvus import job {job_id}", env.local_url("describe"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "_waiting.JobWaitTracker.evaluate: the unknown-state message names the job and collection but not "
-        "where it was asked (no connection, no endpoint), unlike the failed-job message, which appends "
-        "[connection 'x']"
-    ),
-)
 def test_an_unknown_state_names_the_connection(env: Env) -> None:
     job = env.fake.add_job(state="None", progress=0, reason="unknown import job state")
     trigger = MilvusImportJobTrigger(

@@ -597,6 +597,88 @@ def test_the_wait_deadline_fails_the_task_with_the_last_state(
     assert "did not finish before the deadline" in log
 
 
+class ScriptedImportServer:
+    """``create`` answers a job id; ``describe`` plays its script (the last answer repeats)."""
+
+    JOB_ID = "448761313698322011"
+
+    def __init__(self, server: Any, *describe: tuple[int, Any]) -> None:
+        self.describe = list(describe)
+        self.calls: list[str] = []
+        server.expect_request(re.compile("^/v2/vectordb/jobs/import/"), method="POST").respond_with_handler(
+            self._answer
+        )
+
+    def _answer(self, request: Any) -> Any:
+        from werkzeug import Response
+
+        route = request.path.rsplit("/", 1)[-1]
+        self.calls.append(route)
+        if route == "create":
+            status, body = 200, {"code": 0, "data": {"jobId": self.JOB_ID}}
+        elif route == "describe":
+            status, body = self.describe.pop(0) if len(self.describe) > 1 else self.describe[0]
+        else:
+            status, body = 404, "404 page not found"
+        return Response(body if isinstance(body, str) else json.dumps(body), status=status)
+
+
+IMPORTING = (
+    200,
+    {
+        "code": 0,
+        "data": {
+            "jobId": ScriptedImportServer.JOB_ID,
+            "collectionName": "books",
+            "state": "Importing",
+            "progress": 40,
+            "importedRows": 4,
+            "totalRows": 10,
+            "details": [],
+        },
+    },
+)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("dag_id", ["ami_test_import_deferrable", "ami_test_import_on_worker"])
+@pytest.mark.parametrize(
+    ("answer", "error_class"),
+    [
+        (
+            (200, {"code": 2100, "message": "import job does not exist, jobID=1: importing data failed"}),
+            "MilvusImportNotFoundError",
+        ),
+        ((401, {"code": 1800, "message": "user hasn't authenticated"}), "MilvusImportAuthError"),
+    ],
+    ids=["unknown job", "token refused"],
+)
+def test_the_wait_fails_with_the_class_of_the_error_that_ended_it(
+    dag_id: str,
+    answer: tuple[int, Any],
+    error_class: str,
+    dags_folder: Path,
+    httpserver_ipv4: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    logs: Logs,
+) -> None:
+    """The job exists, then the wait cannot go on: on the worker, and in the triggerer after deferring."""
+    scripted = ScriptedImportServer(httpserver_ipv4, IMPORTING, answer)
+    use_server(monkeypatch, f"http://127.0.0.1:{httpserver_ipv4.port}")
+
+    run = run_dag(dag_id, {"collection": "books", "files": ["a.parquet"], "options": {}})
+
+    assert str(run.state) == "failed"
+    assert xcom(run, "import_files", "job_id") == ScriptedImportServer.JOB_ID
+    assert scripted.calls == ["create", "describe", "describe"]  # a non-transient error is not retried
+    log = logs.text()
+    if dag_id == "ami_test_import_deferrable":
+        assert "running trigger in line" in log
+    describe_url = f"http://127.0.0.1:{httpserver_ipv4.port}/v2/vectordb/jobs/import/describe"
+    raised = f"{error_class}: Cannot wait for Milvus import job {ScriptedImportServer.JOB_ID}: "
+    assert re.search(f"{re.escape(raised)}.*{re.escape(describe_url)}", log), log[-3000:]
+
+
 @pytest.mark.integration
 def test_mapped_imports_one_job_per_file(
     dags_folder: Path, local_server: Any, monkeypatch: pytest.MonkeyPatch

@@ -21,8 +21,14 @@ from typing import Any
 import pytest
 from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException, TaskDeferred
 
-from airflow_milvus_import._waiting import JobWaitTracker, WaitStatus
-from airflow_milvus_import.exceptions import MilvusImportError, MilvusImportJobFailed
+from airflow_milvus_import._waiting import JobWaitTracker, WaitResult, WaitStatus
+from airflow_milvus_import.exceptions import (
+    MilvusImportAuthError,
+    MilvusImportError,
+    MilvusImportJobFailed,
+    MilvusImportNotFoundError,
+    MilvusImportRequestError,
+)
 from airflow_milvus_import.models import ImportJobProgress
 from airflow_milvus_import.sensors.milvus_import import MilvusImportJobSensor
 from airflow_milvus_import.triggers.milvus_import import MilvusImportJobTrigger
@@ -149,6 +155,97 @@ def test_error_raises_milvus_import_error() -> None:
     assert type(caught.value) is MilvusImportError
 
 
+def test_error_raises_the_class_the_event_names_with_its_endpoint() -> None:
+    payload = {
+        "status": "error",
+        "message": "Cannot wait for Milvus import job 11: refused",
+        "job_ids": ["11"],
+        "jobs": [],
+        "error_type": "MilvusImportAuthError",
+        "error_endpoint": "http://127.0.0.1:1/v2/vectordb/jobs/import/describe",
+        "error_job_id": "11",
+        "error_code": 1800,
+        "error_http_status": 401,
+    }
+    with pytest.raises(MilvusImportAuthError) as caught:
+        sensor().execute_complete({}, payload)
+    error = caught.value
+    assert type(error) is MilvusImportAuthError
+    assert str(error) == "Cannot wait for Milvus import job 11: refused"
+    assert (error.endpoint, error.job_id, error.code, error.http_status) == (
+        "http://127.0.0.1:1/v2/vectordb/jobs/import/describe",
+        "11",
+        1800,
+        401,
+    )
+
+
+@pytest.mark.parametrize(
+    "error_type",
+    [
+        "AirflowException",  # imported into exceptions.py, but not one of its own classes
+        "ValueError",
+        "os.system",
+        "airflow_milvus_import.exceptions.MilvusImportAuthError",
+        "MilvusImportJobFailed",  # an outcome of its own ("failed"), never what an "error" raises
+        "",
+        42,
+        None,
+    ],
+)
+def test_an_error_type_that_is_not_ours_raises_the_base_class(error_type: Any) -> None:
+    payload = {"status": "error", "message": "boom", "job_ids": ["11"], "jobs": [], "error_type": error_type}
+    with pytest.raises(MilvusImportError, match=r"^boom$") as caught:
+        sensor().execute_complete({}, payload)
+    assert type(caught.value) is MilvusImportError
+    assert caught.value.job_id == "11"
+
+
+def test_the_error_class_survives_the_event_round_trip() -> None:
+    tracker = JobWaitTracker(["11", "12"], conn_id="milvus_faults")
+    tracker.record_progress("11", ImportJobProgress.from_wire(wire("11")["data"]), at=0)
+    tracker.record_error(
+        "12",
+        MilvusImportNotFoundError(
+            "Milvus import job 12 does not exist (POST http://127.0.0.1:1/v2/vectordb/jobs/import/describe)",
+            endpoint="http://127.0.0.1:1/v2/vectordb/jobs/import/describe",
+            job_id="12",
+            code=2100,
+            http_status=200,
+        ),
+    )
+    # A later non-transient error of another class does not replace the one that ended the wait.
+    tracker.record_error("11", MilvusImportRequestError("bad request"))
+    result = tracker.evaluate()
+    assert result is not None
+    payload = json.loads(json.dumps(result.to_event()))
+    assert payload["status"] == "error"
+    assert payload["error_type"] == "MilvusImportNotFoundError"
+    assert payload["error_job_id"] == "12"
+    assert payload["error_code"] == 2100
+    assert WaitResult.from_event(payload) == result
+    with pytest.raises(MilvusImportNotFoundError) as caught:
+        sensor(job_id=["11", "12"]).execute_complete({}, payload)
+    assert type(caught.value) is MilvusImportNotFoundError
+    assert str(caught.value) == (
+        "Cannot wait for Milvus import job 12: Milvus import job 12 does not exist "
+        "(POST http://127.0.0.1:1/v2/vectordb/jobs/import/describe)"
+    )
+    assert caught.value.job_id == "12"
+    assert caught.value.endpoint == "http://127.0.0.1:1/v2/vectordb/jobs/import/describe"
+
+
+def test_an_error_that_is_not_ours_ends_the_wait_as_the_base_class() -> None:
+    tracker = JobWaitTracker("11")
+    tracker.record_error("11", KeyError("jobId"))
+    result = tracker.evaluate()
+    assert result is not None
+    assert "error_type" not in result.to_event()
+    with pytest.raises(MilvusImportError, match="KeyError: 'jobId'") as caught:
+        sensor().execute_complete({}, result.to_event())
+    assert type(caught.value) is MilvusImportError
+
+
 @pytest.mark.parametrize("status", ["failed", "timeout", "error"])
 def test_soft_fail_skips_on_every_unsuccessful_outcome(status: str) -> None:
     payload = {"status": status, "message": f"it {status}", "job_ids": ["11"], "jobs": []}
@@ -268,8 +365,59 @@ def test_a_permanent_error_before_deferring_fails_at_once(answers: Answers) -> N
     answers.script(
         "11", (200, {"code": 2100, "message": "import job does not exist, jobID=11: importing data failed"})
     )
-    with pytest.raises(MilvusImportError, match=r"Cannot wait for Milvus import job 11: .*does not exist"):
+    with pytest.raises(
+        MilvusImportNotFoundError, match=r"Cannot wait for Milvus import job 11: .*does not exist"
+    ) as caught:
         sensor(deferrable=True).execute({})
+    assert type(caught.value) is MilvusImportNotFoundError
+    assert caught.value.job_id == "11"
+    assert str(caught.value.endpoint).endswith(DESCRIBE)
+
+
+REFUSED = (401, {"code": 1800, "message": "user hasn't authenticated"})
+UNKNOWN_JOB = (200, {"code": 2100, "message": "import job does not exist, jobID=11: importing data failed"})
+
+
+@pytest.mark.parametrize(
+    ("answer", "cls"), [(REFUSED, MilvusImportAuthError), (UNKNOWN_JOB, MilvusImportNotFoundError)]
+)
+@pytest.mark.parametrize("mode", ["poke", "reschedule"])
+def test_poke_and_reschedule_raise_the_class_of_the_error(
+    answers: Answers, mode: str, answer: tuple[int, Any], cls: type[MilvusImportError]
+) -> None:
+    answers.script("11", (200, wire("11", "Importing", 40)), answer)
+    wait = sensor(deferrable=False, mode=mode, poll_interval=0.01, max_consecutive_errors=3)
+    if mode == "reschedule":
+        assert wait.poke({}) is False  # still importing: rescheduled
+    with pytest.raises(cls, match="Cannot wait for Milvus import job 11: ") as caught:
+        wait.execute({}) if mode == "poke" else wait.poke({})
+    assert type(caught.value) is cls
+    assert caught.value.job_id == "11"
+    assert str(caught.value.endpoint).endswith(DESCRIBE)
+    assert answers.calls == ["11", "11"]  # a non-transient error is not asked again
+
+
+@pytest.mark.parametrize(
+    ("answer", "cls"), [(REFUSED, MilvusImportAuthError), (UNKNOWN_JOB, MilvusImportNotFoundError)]
+)
+def test_deferred_wait_raises_the_class_of_the_error_the_trigger_met(
+    answers: Answers, answer: tuple[int, Any], cls: type[MilvusImportError]
+) -> None:
+    import asyncio
+
+    answers.script("11", (200, wire("11", "Importing", 40)), answer)
+    wait = sensor(deferrable=True, poll_interval=0.05, timeout=60)
+    with pytest.raises(TaskDeferred) as deferred:
+        wait.execute({})
+    trigger = deferred.value.trigger
+    assert isinstance(trigger, MilvusImportJobTrigger)
+    payload = json.loads(json.dumps(asyncio.run(first_event(trigger))))
+    assert payload["status"] == "error"
+    assert payload["error_type"] == cls.__name__
+    with pytest.raises(cls, match="Cannot wait for Milvus import job 11: ") as caught:
+        wait.execute_complete({}, payload)
+    assert type(caught.value) is cls
+    assert str(caught.value.endpoint).endswith(DESCRIBE)
 
 
 def test_poke_mode_tolerates_transient_errors_then_succeeds(answers: Answers) -> None:
@@ -309,9 +457,13 @@ def test_reschedule_mode_does_not_pretend_to_count_across_reschedules(answers: A
 def test_poke_mode_fails_on_an_unknown_state_that_persists(answers: Answers) -> None:
     answers.script("11", (200, wire("11", "None", 0, reason="unknown import job state")))
     wait = sensor(deferrable=False, poll_interval=0.01, max_consecutive_errors=3)
-    with pytest.raises(MilvusImportError, match="reported an unknown state 3 polls in a row"):
+    with pytest.raises(MilvusImportError, match="reported an unknown state 3 polls in a row") as caught:
         wait.execute({})
     assert answers.calls == ["11"] * 3
+    assert type(caught.value) is MilvusImportError
+    assert str(caught.value).endswith(
+        "(server said: unknown import job state); not treating it as success [connection 'milvus_faults']"
+    )
 
 
 def test_poke_mode_timeout_says_what_the_job_was_doing(answers: Answers) -> None:
