@@ -197,3 +197,30 @@ def test_the_wheel_installs_into_a_fresh_virtualenv_and_airflow_lists_the_provid
     # everything above imported, and the asset helper worked, without the optional OpenLineage packages
     assert facts["openlineage"] is False
     assert (venv / "bin" / "milvus-import-local").exists()
+
+
+def test_the_quick_start_runs_from_the_wheel_install(
+    dist: Path, fresh_venv: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    """The README's main job, run by the fresh install (with the ``local`` extra), not by the work tree."""
+    venv, env = fresh_venv
+    wheel = only(dist, "*.whl")
+    run([str(venv / "bin" / "pip"), "install", f"{wheel}[local]"], timeout=1500, env=env, cwd=venv.parent)
+    script = REPO_ROOT / "scripts" / "run_example.py"
+    output = in_venv(
+        venv,
+        [
+            str(venv / "bin" / "python"),
+            str(script),
+            "--rows",
+            "2000",
+            "--files",
+            "2",
+            "--home",
+            str(tmp_path),
+        ],
+        env,
+        timeout=900,
+    )
+    assert "RESULT: OK, imported row count verified" in output
+    assert "Row count in Milvus: 2,000" in output
