@@ -42,6 +42,7 @@ __all__ = [
     "DEFAULT_MAX_RESPONSE_BYTES",
     "DEFAULT_MAX_RETRIES",
     "DEFAULT_TIMEOUT",
+    "DEFAULT_ZILLIZ_RATE_LIMIT",
     "PROGRESS_ROUTES",
     "ROUTE_PREFIX",
     "USER_AGENT",
@@ -74,6 +75,9 @@ DEFAULT_MAX_RETRIES: Final = 3
 DEFAULT_MAX_RESPONSE_BYTES: Final = 8 * 1024 * 1024
 #: Zilliz Cloud's largest page for ``list``
 ZILLIZ_PAGE_SIZE: Final = 100
+#: requests per second to one Zilliz Cloud endpoint unless the connection says otherwise (the documented
+#: limit is 20 per user per endpoint: half of it leaves room for other clients of the same API key)
+DEFAULT_ZILLIZ_RATE_LIMIT: Final = 10.0
 
 ROUTE_PREFIX: Final = "/v2/vectordb/jobs/import/"
 USER_AGENT: Final = f"airflow-milvus-import/{__version__}"
@@ -121,7 +125,9 @@ class ConnectionSettings:
     :param max_retries: retries after the first attempt, for transient failures only.
     :param conn_id: the Airflow connection id the settings came from (for messages).
     :param max_response_bytes: answers larger than this are refused.
-    :param rate_limit: requests per second for this endpoint (None: the hook's default); for later use.
+    :param rate_limit: requests per second to this endpoint, shared by every caller in the process (see
+        :attr:`requests_per_second`): None means the deployment's default (10 on Zilliz Cloud, no limit on
+        self-hosted Milvus), 0 means no limit.
     :param console_link: a URL template for a job's page in a console (e.g. Attu); for later use.
     """
 
@@ -141,6 +147,13 @@ class ConnectionSettings:
     def is_zilliz(self) -> bool:
         """Whether this is Zilliz Cloud (a cluster id is set) rather than self-hosted Milvus."""
         return bool(self.cluster_id)
+
+    @property
+    def requests_per_second(self) -> float | None:
+        """The rate budget of this endpoint in requests per second; None: unlimited."""
+        if self.rate_limit is None:
+            return DEFAULT_ZILLIZ_RATE_LIMIT if self.is_zilliz else None
+        return self.rate_limit if self.rate_limit > 0 else None
 
     @property
     def deployment(self) -> str:
@@ -196,6 +209,28 @@ def _positive_number(conn_id: str | None, key: str, value: Any) -> float:
         raise _bad_connection(conn_id, f"'{key}' must be a number of seconds, got {value!r}") from None
     if not math.isfinite(number) or number <= 0:
         raise _bad_connection(conn_id, f"'{key}' must be a positive number of seconds, got {value!r}")
+    return number
+
+
+_UNLIMITED_WORDS: Final = frozenset({"none", "null", "unlimited", "off", "no"})
+
+
+def _rate_limit(conn_id: str | None, value: Any) -> float:
+    """Requests per second, or 0.0 for explicitly unlimited (``0``, ``"none"``, ``"unlimited"``)."""
+    if isinstance(value, str) and value.strip().lower() in _UNLIMITED_WORDS:
+        return 0.0
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number) or number < 0:
+        raise _bad_connection(
+            conn_id,
+            f"extra 'rate_limit' must be a number of requests per second (0 or \"none\": no limit), "
+            f"got {value!r}",
+        )
     return number
 
 
@@ -346,7 +381,7 @@ def settings_from_connection(
         )
     rate_limit = None
     if _extra_value(extra, "rate_limit") is not None:
-        rate_limit = _positive_number(conn_id, "rate_limit", _extra_value(extra, "rate_limit"))
+        rate_limit = _rate_limit(conn_id, _extra_value(extra, "rate_limit"))
 
     return ConnectionSettings(
         base_url=base_url,

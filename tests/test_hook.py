@@ -1187,3 +1187,60 @@ def test_host_with_a_path_prefix_and_no_token(
     assert hook.get_import_progress(job_id).job_id == job_id
     assert fake.seen[0].path == "/milvus/v2/vectordb/jobs/import/describe"
     assert "Authorization" not in fake.seen[0].headers
+
+
+# ---- issue 6: async abort, the environment read once, no ~/.netrc over the token -----------------------
+
+
+async def test_async_abort(monkeypatch: pytest.MonkeyPatch, server: FakeImportServer) -> None:
+    hook = hook_for(monkeypatch, server)
+    job_id = server.add_job(state="Uncommitted", progress=99)
+    try:
+        assert await hook.aabort_import_job(job_id, db_name="d") is None
+        assert server.jobs[job_id].state == "Failed"
+        assert [seen.body for seen in server.seen] == [{"jobId": job_id, "dbName": "d"}]
+        done = server.add_job(state="Completed")
+        with pytest.raises(MilvusImportRequestError) as caught:
+            await hook.aabort_import_job(done)
+        assert_clean(caught.value, MilvusImportRequestError, server.url("abort"), f"Milvus import job {done}")
+    finally:
+        await hook.aclose()
+
+
+def test_a_netrc_entry_never_replaces_the_bearer_token(
+    monkeypatch: pytest.MonkeyPatch, server: FakeImportServer, tmp_path: Path
+) -> None:
+    # requests applies ~/.netrc credentials to a session that trusts the environment; ours must not.
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login someone password not-the-token\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    hook = hook_for(monkeypatch, server)
+    assert hook.list_import_jobs() == []
+    assert server.seen[-1].headers["Authorization"] == f"Bearer {SENTINEL_TOKEN}"
+
+
+def test_proxy_environment_is_honoured_and_read_once(
+    monkeypatch: pytest.MonkeyPatch, server: FakeImportServer
+) -> None:
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there: a proxy would fail
+    hook = hook_for(monkeypatch, server, max_retries=0)
+    assert hook.list_import_jobs() == []  # NO_PROXY exempts the endpoint, as requests would
+    monkeypatch.delenv("NO_PROXY")
+    other = hook_for(monkeypatch, server, max_retries=0)
+    error = catch(other.list_import_jobs)  # without the exemption, the proxy is used (and unreachable)
+    assert isinstance(error, MilvusImportConnectionError)
+    assert hook.list_import_jobs() == []  # the first hook read its environment once
+
+
+async def test_plain_http_async_client_loads_no_ca_bundle(
+    monkeypatch: pytest.MonkeyPatch, server: FakeImportServer
+) -> None:
+    # A CA bundle that does not exist would fail any TLS set-up: plain HTTP must not build one.
+    monkeypatch.setenv("SSL_CERT_FILE", "/nonexistent/ca.pem")
+    hook = hook_for(monkeypatch, server)
+    try:
+        assert await hook.alist_import_jobs() == []
+    finally:
+        await hook.aclose()

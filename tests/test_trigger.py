@@ -990,3 +990,138 @@ async def test_zilliz_cloud_flavour(
     event = await run_trigger(cloud.trigger(job_id))
     assert event["status"] == "success"
     assert event["jobs"][0]["job_id"] == job_id
+
+
+# ------------------------------------------------------------------------------------------------------
+# Issue 6: polling that follows the job (max_poll_interval), abort_on_kill
+
+
+def test_new_arguments_serialize_only_when_set_and_round_trip() -> None:
+    from airflow.sdk.serde import deserialize, serialize
+
+    trigger = MilvusImportJobTrigger(
+        "9", poll_interval=2, max_poll_interval=120, abort_on_kill=True, end_time=1_900_000_000.0
+    )
+    classpath, kwargs = trigger.serialize()
+    assert kwargs["max_poll_interval"] == 120.0
+    assert kwargs["abort_on_kill"] is True
+    restored = deserialize(json.loads(json.dumps(serialize(kwargs))))
+    assert isinstance(restored, dict)
+    rebuilt = MilvusImportJobTrigger(**restored)
+    assert rebuilt.serialize() == (classpath, kwargs)
+    assert (rebuilt.max_poll_interval, rebuilt.abort_on_kill) == (120.0, True)
+    # Unset, they leave the serialized form as it was (a triggerer on an older version can rebuild it).
+    assert set(MilvusImportJobTrigger("9").serialize()[1]) == {
+        "job_ids",
+        "milvus_import_conn_id",
+        "db_name",
+        "poll_interval",
+        "end_time",
+        "max_consecutive_errors",
+        "accept_uncommitted",
+    }
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "fragment"),
+    [
+        ({"poll_interval": 10, "max_poll_interval": 5}, ValueError, "at least poll_interval"),
+        ({"max_poll_interval": float("inf")}, ValueError, "max_poll_interval"),
+        ({"max_poll_interval": "60"}, TypeError, "max_poll_interval must be a number"),
+        ({"max_poll_interval": True}, TypeError, "max_poll_interval must be a number"),
+    ],
+)
+def test_max_poll_interval_is_checked(kwargs: dict[str, Any], error: type[Exception], fragment: str) -> None:
+    with pytest.raises(error, match=fragment):
+        MilvusImportJobTrigger("1", **kwargs)
+
+
+def test_next_poll_delay_follows_the_job_within_the_bounds() -> None:
+    from airflow_milvus_import.triggers.milvus_import import next_poll_delay
+
+    # fixed interval unless max_poll_interval is set
+    assert next_poll_delay(10, etas=[3600]) == (10, False)
+    # a quarter of the estimated time left, between the bounds
+    assert next_poll_delay(10, max_poll_interval=300, etas=[400]) == (100, False)
+    assert next_poll_delay(10, max_poll_interval=300, etas=[4000]) == (300, False)
+    assert next_poll_delay(10, max_poll_interval=300, etas=[20]) == (10, False)
+    # the job that ends first decides; a job without an estimate keeps the user's interval
+    assert next_poll_delay(10, max_poll_interval=300, etas=[4000, 200]) == (50, False)
+    assert next_poll_delay(10, max_poll_interval=300, etas=[4000, None]) == (10, False)
+    assert next_poll_delay(10, max_poll_interval=300, etas=[]) == (10, False)
+    # a longer Retry-After wins and is not to be shortened
+    assert next_poll_delay(10, max_poll_interval=300, etas=[400], retry_after=150) == (150, True)
+    assert next_poll_delay(10, max_poll_interval=300, etas=[4000], retry_after=150) == (300, False)
+    # never past the deadline: the last look is at the deadline itself
+    assert next_poll_delay(10, max_poll_interval=300, etas=[4000], remaining=42) == (42, True)
+    assert next_poll_delay(10, remaining=-1) == (0.0, True)
+
+
+@pytest.mark.integration
+async def test_max_poll_interval_polls_a_long_job_less_often(local_jobs: LocalJobs) -> None:
+    job_id = local_jobs.create(duration=6.0)
+    trigger = local_jobs.trigger(job_id, poll_interval=0.1, max_poll_interval=2.0, end_time=time.time() + 60)
+    local_jobs.server.reset_stats()
+    event = await run_trigger(trigger)
+    assert event["status"] == "success"
+    polls = local_jobs.server.stats["requests"].get("/v2/vectordb/jobs/import/describe", 0)
+    assert polls < 30  # every 0.1 s for ~6 s would be ~60
+
+
+def two_phase_job(local_jobs: LocalJobs) -> str:
+    from airflow_milvus_import.hooks.milvus_import import MilvusImportHook
+
+    with MilvusImportHook(local_jobs.conn_id) as hook:
+        return hook.create_import_job(
+            COLLECTION, [["trigger_rows.json"]], options={"auto_commit": "false", "local.duration": "60"}
+        )
+
+
+def describe_now(local_jobs: LocalJobs, job_id: str) -> ImportJobProgress:
+    from airflow_milvus_import.hooks.milvus_import import MilvusImportHook
+
+    with MilvusImportHook(local_jobs.conn_id) as hook:
+        return hook.get_import_progress(job_id)
+
+
+@pytest.mark.integration
+async def test_on_kill_with_abort_on_kill_aborts_the_unfinished_job(
+    local_jobs: LocalJobs, capsys: pytest.CaptureFixture[str]
+) -> None:
+    job_id = two_phase_job(local_jobs)
+    trigger = local_jobs.trigger(job_id, abort_on_kill=True, end_time=time.time() + 60)
+    await run_until_polled(trigger, local_jobs.server, polls=1)  # deferred, then the user kills the task
+    await trigger.on_kill()
+    progress = describe_now(local_jobs, job_id)
+    assert progress.state.value == "Failed"
+    assert "abort" in progress.reason
+    out = capsys.readouterr().out
+    assert f"aborting Milvus import job(s) {job_id} (abort_on_kill=True)" in out
+    assert f"aborted Milvus import job {job_id}" in out
+
+
+@pytest.mark.integration
+async def test_on_kill_does_not_abort_jobs_that_already_ended(
+    local_jobs: LocalJobs, capsys: pytest.CaptureFixture[str]
+) -> None:
+    job_id = local_jobs.create(duration=0.3)
+    trigger = local_jobs.trigger(job_id, abort_on_kill=True)
+    assert (await run_trigger(trigger))["status"] == "success"
+    local_jobs.server.reset_stats()
+    await trigger.on_kill()
+    assert "/v2/vectordb/jobs/import/abort" not in local_jobs.server.stats["requests"]
+    assert f"job(s) {job_id} already ended; nothing to abort" in capsys.readouterr().out
+
+
+async def test_on_kill_logs_an_abort_that_fails_and_does_not_raise(
+    scripted: ScriptedServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The scripted server has no abort route (404 page): the abort fails, on_kill says so and returns.
+    scripted.server.expect_request("/v2/vectordb/jobs/import/abort", method="POST").respond_with_data(
+        "404 page not found", status=404, content_type="text/plain"
+    )
+    await faults_trigger(["51", "52"], abort_on_kill=True).on_kill()
+    out = capsys.readouterr().out
+    assert "could not abort Milvus import job 51" in out
+    assert "could not abort Milvus import job 52" in out
+    assert "no such route" in out

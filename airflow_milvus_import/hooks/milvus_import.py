@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import http.cookiejar
 import json
 import os
 import random
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import tenacity
 
-from airflow_milvus_import import protocol
+from airflow_milvus_import import polling, protocol
 from airflow_milvus_import.exceptions import (
     MilvusImportConnectionError,
     MilvusImportError,
@@ -161,10 +162,26 @@ def _describe_failure(error: BaseException, timeout: float) -> tuple[str, bool |
     return f"transport failure ({type(error).__name__})", None
 
 
-def _httpx_verify(verify: bool | str) -> bool | ssl.SSLContext:
+def _ssl_context(verify: bool | str) -> ssl.SSLContext:
+    """The TLS context of the async client: httpx's default trust store, or the CA bundle ``verify`` names."""
+    import httpx
+
     if isinstance(verify, str):
         return ssl.create_default_context(cafile=verify)
-    return verify
+    return httpx.create_ssl_context(verify=verify)
+
+
+class _NoCookies(http.cookiejar.CookieJar):
+    """
+    A cookie jar that keeps nothing: the API authenticates with a Bearer token, and a cookie some proxy or
+    load balancer sets is neither needed nor worth the time to parse on every answer.
+    """
+
+    def extract_cookies(self, response: Any, request: Any) -> None:
+        return None
+
+    def add_cookie_header(self, request: Any) -> None:
+        return None
 
 
 def _clean(error: BaseException) -> BaseException:
@@ -186,6 +203,12 @@ class MilvusImportHook(BaseHook):
     (connection errors, timeouts, 5xx, 408, 429 honouring ``Retry-After``); ``create`` is retried only
     where the server cannot have started a job. The token is registered with Airflow's secrets masker
     and never appears in a repr, a log line or an exception message.
+
+    Every request, sync or async, first takes a token from its endpoint's rate budget
+    (:class:`~airflow_milvus_import.polling.RateBudget`), shared by every hook and trigger of the process:
+    10 requests/s on Zilliz Cloud and no limit on self-hosted Milvus unless the connection's extra
+    ``rate_limit`` says otherwise (``0`` or ``"none"``: no limit). A rate-limited answer (429, honouring
+    ``Retry-After``) pauses the whole budget. Async callers wait without blocking the event loop.
 
     :param milvus_import_conn_id: the Airflow connection (type ``milvus_import``).
     :param timeout: seconds per request (connect, then read); None: the connection's ``timeout`` or 30.
@@ -232,8 +255,10 @@ class MilvusImportHook(BaseHook):
         if retry_after_cap is not None:
             self.retry_after_cap = retry_after_cap
         self._settings: ConnectionSettings | None = None
+        self._rate_budget: polling.RateBudget | None = None
         self._progress_route: str | None = None
         self._session: requests.Session | None = None
+        self._session_environment: dict[str, tuple[dict[str, str], bool | str]] = {}
         self._async_client: httpx.AsyncClient | None = None
         self._async_client_loop: asyncio.AbstractEventLoop | None = None
 
@@ -347,6 +372,29 @@ class MilvusImportHook(BaseHook):
             self._settings = settings
         return self._settings
 
+    def _adopt_settings(self, settings: ConnectionSettings) -> None:
+        """Use settings already read (the shared poller reads a connection once for many triggers)."""
+        self._settings = settings
+        self._rate_budget = None
+
+    def _budget(self, settings: ConnectionSettings) -> polling.RateBudget:
+        """The rate budget of the endpoint (process-wide; looked up once per hook)."""
+        if self._rate_budget is None:
+            self._rate_budget = polling.rate_budget_for(settings)
+        return self._rate_budget
+
+    def _rate_limited(self, settings: ConnectionSettings, error: MilvusImportRateLimitError) -> None:
+        """Pause the endpoint's budget for every caller of the process: the server said slow down."""
+        asked = error.retry_after if error.retry_after is not None else polling.DEFAULT_PAUSE_SECONDS
+        pause = min(asked, self.retry_after_cap, polling.SHARED_PAUSE_CAP_SECONDS)
+        if pause > 0:
+            self._budget(settings).pause(pause)
+            self.log.warning(
+                "%s is rate limited: pausing every request to it from this process for %.1f s",
+                settings.base_url,
+                pause,
+            )
+
     def get_conn(self) -> requests.Session:
         """The ``requests.Session`` the sync calls share."""
         return self._get_session()
@@ -390,28 +438,52 @@ class MilvusImportHook(BaseHook):
             from requests.adapters import HTTPAdapter
 
             session = requests.Session()
+            # The environment (proxies, CA bundle) is read once per endpoint (_environment), not on every
+            # request: requests scans all of os.environ per call otherwise, and would let a ~/.netrc entry
+            # replace the Bearer token.
+            session.trust_env = False
+            session.cookies = _NoCookies()  # type: ignore[assignment]
             adapter = HTTPAdapter(pool_connections=4, pool_maxsize=32, max_retries=0)
             session.mount("http://", adapter)
             session.mount("https://", adapter)
             self._session = session
         return self._session
 
+    def _environment(self, settings: ConnectionSettings) -> tuple[dict[str, str], bool | str]:
+        """The proxies (``HTTPS_PROXY``, ``NO_PROXY``) and CA bundle requests would read for the endpoint."""
+        cached = self._session_environment.get(settings.base_url)
+        if cached is None:
+            from requests.utils import get_environ_proxies
+
+            verify: bool | str = settings.verify
+            if verify is True:
+                verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+            cached = (dict(get_environ_proxies(settings.base_url)), verify)
+            self._session_environment[settings.base_url] = cached
+        return cached
+
     def _send(self, request: ApiRequest, settings: ConnectionSettings) -> dict[str, Any]:
         """One attempt: send, read at most ``max_response_bytes`` + 1, parse."""
         import requests
 
         session = self._get_session()
+        proxies, verify = self._environment(settings)
+        self._budget(settings).acquire(not_after=polling.request_not_after())
         failure: BaseException | None = None
         status = 0
         headers: Mapping[str, str] = {}
         body = b""
         try:
-            response = session.post(
-                request.url,
-                data=request.content(),
-                headers=dict(request.headers),
+            # Prepared here and sent as is: the session has no headers, auth or cookies of its own to merge
+            # in (that merge is a third of requests' per-call work).
+            prepared = requests.Request(
+                "POST", request.url, data=request.content(), headers=dict(request.headers)
+            ).prepare()
+            response = session.send(
+                prepared,
                 timeout=(settings.timeout, settings.timeout),
-                verify=settings.verify,
+                verify=verify,
+                proxies=proxies,
                 allow_redirects=False,
                 stream=True,
             )
@@ -432,7 +504,23 @@ class MilvusImportHook(BaseHook):
             failure = exc
         if failure is not None:
             raise self._transport_error(request, settings, failure)
-        return protocol.parse_response(request, status, headers, body, max_bytes=settings.max_response_bytes)
+        return self._parse(request, settings, status, headers, body)
+
+    def _parse(
+        self,
+        request: ApiRequest,
+        settings: ConnectionSettings,
+        status: int,
+        headers: Mapping[str, str],
+        body: bytes,
+    ) -> dict[str, Any]:
+        try:
+            return protocol.parse_response(
+                request, status, headers, body, max_bytes=settings.max_response_bytes
+            )
+        except MilvusImportRateLimitError as error:
+            self._rate_limited(settings, error)
+            raise
 
     def _transport_error(
         self, request: ApiRequest, settings: ConnectionSettings, failure: BaseException
@@ -448,6 +536,8 @@ class MilvusImportHook(BaseHook):
         attempts = 1 + (settings.max_retries if max_retries is None else max_retries)
         error: MilvusImportError
         try:
+            if attempts <= 1:  # one attempt: no retry machinery (the triggers' polls, Test button)
+                return self._send(request, settings)
             return tenacity.Retrying(**self._retry_kwargs(request, attempts))(self._send, request, settings)
         except MilvusImportError as exc:
             error = exc
@@ -457,27 +547,40 @@ class MilvusImportHook(BaseHook):
     # Async transport
     # -----------------------------------------------------------------------------------------------------
 
-    def _get_async_client(self, settings: ConnectionSettings) -> httpx.AsyncClient:
+    def _async_client_ready(self) -> httpx.AsyncClient | None:
+        client = self._async_client
+        if client is None or client.is_closed or self._async_client_loop is not asyncio.get_running_loop():
+            return None  # an httpx client is bound to the loop it first ran in: a new loop gets a new one
+        return client
+
+    async def _aget_async_client(self, settings: ConnectionSettings) -> httpx.AsyncClient:
+        client = self._async_client_ready()
+        if client is not None:
+            return client
         import httpx
 
-        loop = asyncio.get_running_loop()
-        client = self._async_client
-        if client is None or client.is_closed or self._async_client_loop is not loop:
-            # An httpx client is bound to the loop it first ran in; a new loop gets a new client.
+        verify: bool | ssl.SSLContext = False  # plain HTTP: no TLS, so no CA bundle to load
+        if settings.base_url.startswith("https://"):
+            # Loading a CA bundle takes tens of milliseconds: a worker thread does it, not the event loop.
+            verify = await asyncio.to_thread(_ssl_context, settings.verify)
+        client = self._async_client_ready()
+        if client is None:
             client = httpx.AsyncClient(
                 timeout=httpx.Timeout(settings.timeout),
-                verify=_httpx_verify(settings.verify),
+                verify=verify,
                 follow_redirects=False,
+                cookies=_NoCookies(),
                 limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
             )
             self._async_client = client
-            self._async_client_loop = loop
+            self._async_client_loop = asyncio.get_running_loop()
         return client
 
     async def _asend(self, request: ApiRequest, settings: ConnectionSettings) -> dict[str, Any]:
         import httpx
 
-        client = self._get_async_client(settings)
+        client = await self._aget_async_client(settings)
+        await self._budget(settings).aacquire(not_after=polling.request_not_after())
         failure: BaseException | None = None
         status = 0
         headers: Mapping[str, str] = {}
@@ -502,7 +605,7 @@ class MilvusImportHook(BaseHook):
             failure = exc
         if failure is not None:
             raise self._transport_error(request, settings, failure)
-        return protocol.parse_response(request, status, headers, body, max_bytes=settings.max_response_bytes)
+        return self._parse(request, settings, status, headers, body)
 
     async def _acall(
         self, request: ApiRequest, settings: ConnectionSettings, *, max_retries: int | None = None
@@ -510,6 +613,8 @@ class MilvusImportHook(BaseHook):
         attempts = 1 + (settings.max_retries if max_retries is None else max_retries)
         error: MilvusImportError
         try:
+            if attempts <= 1:  # one attempt: no retry machinery (the triggers' polls)
+                return await self._asend(request, settings)
             retrying = tenacity.AsyncRetrying(**self._retry_kwargs(request, attempts))
             result: dict[str, Any] = await retrying(self._asend, request, settings)
             return result
@@ -700,6 +805,13 @@ class MilvusImportHook(BaseHook):
         while (request := pager.next_request()) is not None:
             pager.feed(request, await self._acall(request, settings))
         return pager.jobs
+
+    async def aabort_import_job(self, job_id: str, *, db_name: str | None = None) -> None:
+        """The async twin of :meth:`abort_import_job` (for a trigger's ``on_kill``)."""
+        settings = await self.aget_settings()
+        request = protocol.build_abort_request(settings, job_id, db_name=db_name)
+        await self._acall(request, settings)
+        self.log.info("Aborted Milvus import job %s", request.job_id)
 
     async def aclose(self) -> None:
         """Close the shared ``httpx.AsyncClient`` (and the sync session)."""

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import math
+import sys
 import time
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
@@ -22,12 +23,11 @@ from airflow_milvus_import._waiting import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Sequence
+    from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
 
-    from airflow_milvus_import.hooks.milvus_import import MilvusImportHook
     from airflow_milvus_import.models import ImportJobProgress
 
-__all__ = ["MilvusImportJobTrigger"]
+__all__ = ["MilvusImportJobTrigger", "next_poll_delay"]
 
 #: the hook's ``default_conn_name`` (not imported from the hook: this module stays cheap to import)
 DEFAULT_CONN_ID = "milvus_import_default"
@@ -42,37 +42,70 @@ MAX_CONCURRENT_POLLS = 8
 MAX_JOB_LINES_PER_POLL = 10
 
 
-class _HookProgressSource:
+#: with ``max_poll_interval``, the next poll comes after this share of the job's estimated time left
+STRETCH_FRACTION = 0.25
+#: ``on_kill`` gives up on the abort calls after this many seconds (Airflow allows ``on_kill`` 30 s)
+ON_KILL_TIMEOUT_SECONDS = 20.0
+
+
+_T = TypeVar("_T")
+
+
+async def _within(seconds: float | None, awaitable: Awaitable[_T]) -> _T:
     """
-    Where a trigger gets job progress from: here, its own hook (one reused async HTTP client).
+    ``await awaitable``, for at most ``seconds`` (None: no limit); raises :class:`asyncio.TimeoutError`.
 
-    This is the seam for a process-wide shared poller: a replacement only needs ``fetch`` and ``aclose``,
-    and nothing of it is part of the trigger's serialized form.
+    Not ``asyncio.wait_for``: on Python 3.11 it can swallow a cancellation that arrives just as the
+    awaited poll completes, and a trigger the triggerer cancelled would then go on polling forever.
     """
+    if seconds is None:
+        return await awaitable
+    if sys.version_info >= (3, 11):
+        async with asyncio.timeout(seconds):
+            return await awaitable
+    return await asyncio.wait_for(awaitable, seconds)  # pragma: no cover - Python 3.10
 
-    def __init__(self, conn_id: str, db_name: str | None) -> None:
-        from airflow_milvus_import.hooks.milvus_import import MilvusImportHook
 
-        # No retries inside the hook: the trigger tolerates failed polls itself, one per poll interval.
-        self._hook: MilvusImportHook = MilvusImportHook(conn_id, max_retries=0)
-        self._db_name = db_name
-        self._limit = asyncio.Semaphore(MAX_CONCURRENT_POLLS)
+class ProgressSource(Protocol):
+    """Where a trigger gets job progress (:class:`airflow_milvus_import.polling.SharedProgressSource`)."""
 
-    async def fetch(self, job_ids: Sequence[str]) -> dict[str, ImportJobProgress | Exception]:
-        """The progress of each job, or the exception its call raised."""
+    async def fetch(
+        self, job_ids: Sequence[str], *, delay: float = 0.0, exact: bool = False
+    ) -> dict[str, ImportJobProgress | Exception]: ...
 
-        async def one(job_id: str) -> ImportJobProgress | Exception:
-            async with self._limit:
-                try:
-                    return await self._hook.aget_import_progress(job_id, db_name=self._db_name)
-                except Exception as error:
-                    return error
+    async def aclose(self) -> None: ...
 
-        answers = await asyncio.gather(*(one(job_id) for job_id in job_ids))
-        return dict(zip(job_ids, answers, strict=True))
 
-    async def aclose(self) -> None:
-        await self._hook.aclose()
+def next_poll_delay(
+    poll_interval: float,
+    *,
+    max_poll_interval: float | None = None,
+    etas: Iterable[float | None] = (),
+    retry_after: float | None = None,
+    remaining: float | None = None,
+) -> tuple[float, bool]:
+    """
+    Seconds until the next poll, and whether they must not be shortened (a server's ``Retry-After``, or
+    the deadline's last look).
+
+    ``poll_interval`` is the user's bound. With ``max_poll_interval`` set, a wait on jobs that will take a
+    while polls less often: a quarter of the shortest estimated time left (``etas``, one per unfinished
+    job; no stretching while any job has no estimate yet), between ``poll_interval`` and
+    ``max_poll_interval``. A ``Retry-After`` longer than that wins; the deadline (``remaining`` seconds)
+    caps everything.
+    """
+    delay = poll_interval
+    if max_poll_interval is not None and max_poll_interval > poll_interval:
+        known = list(etas)
+        if known and all(eta is not None and math.isfinite(eta) and eta >= 0 for eta in known):
+            shortest = min(eta for eta in known if eta is not None)
+            delay = min(max_poll_interval, max(poll_interval, shortest * STRETCH_FRACTION))
+    exact = False
+    if retry_after is not None and retry_after > delay:
+        delay, exact = retry_after, True
+    if remaining is not None and remaining <= delay:
+        delay, exact = max(0.0, remaining), True
+    return delay, exact
 
 
 class MilvusImportJobTrigger(BaseTrigger):
@@ -94,15 +127,26 @@ class MilvusImportJobTrigger(BaseTrigger):
 
     Everything it needs is in :meth:`serialize` (no secret: the token stays in the Airflow connection),
     so a trigger rebuilt elsewhere (triggerer restart, another triggerer) resumes the same wait.
-    :meth:`on_kill` leaves the jobs alone: a waiter does not own the jobs it watches.
+    :meth:`on_kill` (Airflow 3.3+, a user killed the deferred task) leaves the jobs alone unless
+    ``abort_on_kill`` is set: a waiter does not own the jobs it watches, the operator that created a
+    two-phase job does.
+
+    Triggers of one triggerer that wait on the same endpoint share one poller and one HTTP connection pool
+    (:mod:`airflow_milvus_import.polling`): many waits cost about one ``list`` per interval instead of one
+    ``describe`` per job, within the endpoint's rate budget. Alone, a trigger polls ``describe`` per job.
 
     :param job_ids: one job id or a list (normalised to a list of strings, duplicates dropped).
     :param milvus_import_conn_id: the Airflow connection of the Milvus / Zilliz Cloud endpoint.
     :param db_name: the database (Milvus); None uses the connection's ``db_name`` extra or ``default``.
-    :param poll_interval: seconds between polls.
+    :param poll_interval: seconds between polls (the shortest interval, with ``max_poll_interval``).
     :param end_time: wall-clock deadline in epoch seconds; None waits without a deadline.
     :param max_consecutive_errors: failed polls (or unknown states) in a row, per job, before giving up.
     :param accept_uncommitted: count ``Uncommitted`` (a 2PC job waiting for its commit) as success.
+    :param max_poll_interval: let the interval grow up to this many seconds for jobs whose estimated time
+        left is long (a quarter of it; never past the deadline). None: always ``poll_interval``.
+    :param abort_on_kill: abort the jobs that have not ended when the task is killed while deferred
+        (for the import operator's two-phase jobs); False: leave them running.
+
     """
 
     def __init__(
@@ -115,6 +159,8 @@ class MilvusImportJobTrigger(BaseTrigger):
         end_time: float | None = None,
         max_consecutive_errors: int = DEFAULT_MAX_CONSECUTIVE_ERRORS,
         accept_uncommitted: bool = False,
+        max_poll_interval: float | None = None,
+        abort_on_kill: bool = False,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         if not isinstance(milvus_import_conn_id, str) or not milvus_import_conn_id.strip():
@@ -129,6 +175,14 @@ class MilvusImportJobTrigger(BaseTrigger):
             or not math.isfinite(end_time)
         ):
             raise ValueError(f"end_time must be epoch seconds or None, got {end_time!r}")
+        if max_poll_interval is not None:
+            if isinstance(max_poll_interval, bool) or not isinstance(max_poll_interval, (int, float)):
+                raise TypeError(f"max_poll_interval must be a number of seconds, got {max_poll_interval!r}")
+            if not math.isfinite(max_poll_interval) or max_poll_interval < poll_interval:
+                raise ValueError(
+                    f"max_poll_interval must be at least poll_interval ({poll_interval:g} s), "
+                    f"got {max_poll_interval!r}"
+                )
         self.job_ids: list[str] = normalize_job_ids(job_ids)
         self.milvus_import_conn_id = milvus_import_conn_id
         self.db_name = db_name
@@ -138,21 +192,32 @@ class MilvusImportJobTrigger(BaseTrigger):
         JobWaitTracker(self.job_ids, max_consecutive_errors=max_consecutive_errors)
         self.max_consecutive_errors = max_consecutive_errors
         self.accept_uncommitted = bool(accept_uncommitted)
+        self.max_poll_interval = float(max_poll_interval) if max_poll_interval is not None else None
+        self.abort_on_kill = bool(abort_on_kill)
+        self._tracker: JobWaitTracker | None = None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        """Every constructor argument; nothing secret."""
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                "job_ids": list(self.job_ids),
-                "milvus_import_conn_id": self.milvus_import_conn_id,
-                "db_name": self.db_name,
-                "poll_interval": self.poll_interval,
-                "end_time": self.end_time,
-                "max_consecutive_errors": self.max_consecutive_errors,
-                "accept_uncommitted": self.accept_uncommitted,
-            },
-        )
+        """
+        Every constructor argument; nothing secret.
+
+        ``max_poll_interval`` and ``abort_on_kill`` are written only when they differ from their defaults,
+        so a trigger that does not use them keeps the serialized form of earlier versions (a triggerer
+        still running an older version of this package can rebuild it).
+        """
+        kwargs: dict[str, Any] = {
+            "job_ids": list(self.job_ids),
+            "milvus_import_conn_id": self.milvus_import_conn_id,
+            "db_name": self.db_name,
+            "poll_interval": self.poll_interval,
+            "end_time": self.end_time,
+            "max_consecutive_errors": self.max_consecutive_errors,
+            "accept_uncommitted": self.accept_uncommitted,
+        }
+        if self.max_poll_interval is not None:
+            kwargs["max_poll_interval"] = self.max_poll_interval
+        if self.abort_on_kill:
+            kwargs["abort_on_kill"] = True
+        return f"{type(self).__module__}.{type(self).__qualname__}", kwargs
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Wait, then yield exactly one event (the HTTP client is already closed when it is yielded)."""
@@ -162,16 +227,70 @@ class MilvusImportJobTrigger(BaseTrigger):
         yield TriggerEvent(result.to_event())  # type: ignore[no-untyped-call]
 
     async def on_kill(self) -> None:
-        """Do nothing to the jobs: whoever created them owns them (the import operator can abort its own)."""
-        self.log.info(
-            "Not cancelling Milvus import job(s) %s: a waiter does not own the jobs it watches",
-            ", ".join(self.job_ids),
+        """
+        The task was killed while deferred: abort the unfinished jobs with ``abort_on_kill``, else leave
+        them alone (whoever created them owns them). Errors are logged, never raised.
+        """
+        if not self.abort_on_kill:
+            self.log.info(
+                "Not cancelling Milvus import job(s) %s: a waiter does not own the jobs it watches",
+                ", ".join(self.job_ids),
+            )
+            return
+        latest = self._tracker.latest if self._tracker is not None else {}
+        ended = [job_id for job_id in self.job_ids if job_id in latest and latest[job_id].state.is_terminal]
+        targets = [job_id for job_id in self.job_ids if job_id not in ended]
+        if ended:
+            self.log.info(
+                "Task killed: Milvus import job(s) %s already ended; nothing to abort there", ", ".join(ended)
+            )
+        if not targets:
+            return
+        from airflow_milvus_import.hooks.milvus_import import MilvusImportHook
+
+        self.log.warning(
+            "Task killed: aborting Milvus import job(s) %s (abort_on_kill=True)", ", ".join(targets)
         )
+        hook = MilvusImportHook(self.milvus_import_conn_id, max_retries=1)
+
+        async def abort(job_id: str) -> None:
+            try:
+                await hook.aabort_import_job(job_id, db_name=self.db_name)
+            except Exception as error:
+                self.log.error(
+                    "Task killed: could not abort Milvus import job %s; it may still complete (abort it by "
+                    "hand if needed): %s",
+                    job_id,
+                    error,
+                )
+            else:
+                self.log.info(
+                    "Task killed: aborted Milvus import job %s; its data will not be committed", job_id
+                )
+
+        try:
+            await _within(ON_KILL_TIMEOUT_SECONDS, asyncio.gather(*(abort(job_id) for job_id in targets)))
+        except asyncio.TimeoutError:
+            self.log.error(
+                "Task killed: aborting Milvus import job(s) %s did not finish within %s",
+                ", ".join(targets),
+                format_duration(ON_KILL_TIMEOUT_SECONDS),
+            )
+        finally:
+            await hook.aclose()
 
     # ----------------------------------------------------------------------------------------------------
 
-    def _open_progress_source(self) -> _HookProgressSource:
-        return _HookProgressSource(self.milvus_import_conn_id, self.db_name)
+    def _open_progress_source(self) -> ProgressSource:
+        """The shared poller of this trigger's endpoint (per triggerer process and event loop)."""
+        from airflow_milvus_import.polling import SharedProgressSource
+
+        return SharedProgressSource(
+            self.milvus_import_conn_id,
+            self.db_name,
+            accept_uncommitted=self.accept_uncommitted,
+            end_time=self.end_time,
+        )
 
     def _deadline_text(self) -> str:
         if self.end_time is None:
@@ -185,6 +304,7 @@ class MilvusImportJobTrigger(BaseTrigger):
             max_consecutive_errors=self.max_consecutive_errors,
             conn_id=self.milvus_import_conn_id,
         )
+        self._tracker = tracker
         try:
             source = self._open_progress_source()
         except Exception as error:
@@ -192,36 +312,54 @@ class MilvusImportJobTrigger(BaseTrigger):
                 WaitStatus.ERROR, f"Cannot poll Milvus import jobs on {self.milvus_import_conn_id!r}: {error}"
             )
         last_logged_states: dict[str, str] = {}
+        delay, exact = 0.0, False
         try:
             while True:
                 poll_budget = None
                 if self.end_time is not None:
                     poll_budget = max(0.0, self.end_time - time.time()) + DEADLINE_GRACE_SECONDS
                 try:
-                    retry_after = await asyncio.wait_for(
-                        self._poll(source, tracker, last_logged_states), timeout=poll_budget
+                    retry_after = await _within(
+                        poll_budget, self._poll(source, tracker, last_logged_states, delay, exact)
                     )
                 except asyncio.TimeoutError:
                     return tracker.timeout_result(f"{self._deadline_text()}; a poll was still under way")
                 result = tracker.evaluate()
                 if result is not None:
                     return result
-                delay = max(self.poll_interval, retry_after or 0.0)
+                remaining = None
                 if self.end_time is not None:
                     remaining = self.end_time - time.time()
                     if remaining <= 0:
                         return tracker.timeout_result(self._deadline_text())
-                    delay = min(delay, remaining)
-                await asyncio.sleep(delay)
+                rates = tracker.rates()
+                delay, exact = next_poll_delay(
+                    self.poll_interval,
+                    max_poll_interval=self.max_poll_interval,
+                    etas=[
+                        rates[job_id].eta_seconds if job_id in rates else None
+                        for job_id in tracker.pending_job_ids()
+                    ],
+                    retry_after=retry_after,
+                    remaining=remaining,
+                )
         finally:
             await source.aclose()
 
     async def _poll(
-        self, source: _HookProgressSource, tracker: JobWaitTracker, last_logged_states: dict[str, str]
+        self,
+        source: ProgressSource,
+        tracker: JobWaitTracker,
+        last_logged_states: dict[str, str],
+        delay: float = 0.0,
+        exact: bool = False,
     ) -> float | None:
-        """Poll every unfinished job once; returns the longest ``Retry-After`` a server asked for."""
+        """
+        Poll every unfinished job once, ``delay`` seconds from now; returns the longest ``Retry-After``
+        a server asked for.
+        """
         pending = tracker.pending_job_ids()
-        answers = await source.fetch(pending)
+        answers = await source.fetch(pending, delay=delay, exact=exact)
         polled_at = time.monotonic()
         retry_after: float | None = None
         lines: list[str] = []
