@@ -462,6 +462,8 @@ class MilvusBulkImportOperator(BaseOperator):
                 end_time=end_time,
                 max_consecutive_errors=self.max_consecutive_errors,
                 accept_uncommitted=self.accept_uncommitted,
+                # killed while deferred, the trigger (not this operator) gets on_kill: it aborts jobs we own
+                abort_on_kill=self._two_phase,
             ),
             method_name="execute_complete",
         )
