@@ -407,6 +407,8 @@ DESCRIBE_ALIGN_SECONDS: Final = 0.02
 MAX_CONCURRENT_DESCRIBES: Final = 16
 #: waits answered per event-loop turn: the triggers' own work after an answer is spread over turns
 DISPATCH_CHUNK: Final = 16
+#: list records turned into answers per event-loop turn
+CLASSIFY_CHUNK: Final = 500
 #: a connection read for one trigger serves the others of the same connection id this long
 SETTINGS_TTL_SECONDS: Final = 30.0
 
@@ -664,17 +666,16 @@ class SharedPoller:
                 if wait > 0:
                     await _wait_event(self._wakeup, wait)
                     continue
-                try:
-                    await self._round()
-                except asyncio.CancelledError:
-                    raise
-                except Exception as error:  # a bug must not leave waits hanging: they get the error
-                    log.exception("Milvus import poller of %s failed a round", self.key)
-                    self._fail_everything(error)
+                await self._round()
         finally:
             await self._shutdown()
 
-    def _fail_everything(self, error: Exception) -> None:
+    def _cancel_pending(self) -> None:
+        for _, _, request in self._heap:
+            request.future.cancel()
+        self._heap.clear()
+
+    def _fail_pending(self, error: Exception) -> None:
         for _, _, request in self._heap:
             if not request.done:
                 request.future.set_exception(error)
@@ -727,10 +728,18 @@ class SharedPoller:
         if not batch:
             return
         self.stats["rounds"] += 1
-        if mode == "list":
-            await self._list_round(batch)
-        else:
-            self._describe(batch, {job_id for request in batch for job_id in request.job_ids})
+        try:
+            if mode == "list":
+                await self._list_round(batch)
+            else:
+                self._describe(batch, {job_id for request in batch for job_id in request.job_ids})
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # a bug must not leave waits hanging: each gets the error as its answer
+            log.exception("Milvus import poller of %s failed a round", self.key)
+            for request in batch:
+                if not request.done and self._answer_all(request, error):
+                    request.resolve()
 
     # -- list rounds
 
@@ -758,26 +767,26 @@ class SharedPoller:
                 return
             await self._dispatch([request for request in batch if self._answer_all(request, error)])
             return
+        # Jobs that ended (their event needs the per-file details) or that the list does not show are
+        # described first, so those calls run while the other waits are being answered.
         to_describe: set[str] = set()
-        answered = 0
-        for request in batch:
+        ready: list[_Request] = []
+        for position, request in enumerate(batch, start=1):
             complete = False
             for job_id in request.job_ids:
                 record = found.get(job_id)
                 summary = ImportJobSummary.from_wire(record) if record is not None else None
                 if summary is None or summary.state in request.watch.final_states:
-                    to_describe.add(job_id)  # ended (the event needs its files), or not listed
+                    to_describe.add(job_id)
                     continue
-                progress = progress_from_summary(summary, self._last_full.get(job_id))
-                complete = request.answer(job_id, progress)
+                complete = request.answer(job_id, progress_from_summary(summary, self._last_full.get(job_id)))
             if complete:
-                request.resolve()
-                answered += 1
-                if answered % DISPATCH_CHUNK == 0:
-                    await asyncio.sleep(0)  # let the answered triggers (and everything else) run
-        self.stats["answers"] += answered
+                ready.append(request)
+            if position % CLASSIFY_CHUNK == 0:
+                await asyncio.sleep(0)
         if to_describe:
             self._describe([request for request in batch if not request.done], to_describe)
+        await self._dispatch(ready)
 
     async def _list(self, wanted: Mapping[str, object]) -> dict[str, Mapping[str, Any]]:
         """The list records of the ``wanted`` jobs; also learns how many jobs the server holds."""
@@ -891,7 +900,7 @@ class SharedPoller:
         self.closed = True
         for background in list(self._background):
             background.cancel()
-        self._fail_everything(RuntimeError(f"the Milvus import poller of {self.key} stopped"))
+        self._cancel_pending()
         task = self._task
         if task is not None and not task.done():
             task.cancel()
@@ -899,6 +908,8 @@ class SharedPoller:
 
     async def _shutdown(self) -> None:
         self.closed = True
+        # Only a loop that died of a bug still has waits queued (stop() cancels them first).
+        self._fail_pending(RuntimeError(f"the Milvus import poller of {self.key} stopped"))
         background = list(self._background)
         for task in background:
             task.cancel()

@@ -31,6 +31,16 @@ ROW_FILE = "bench_row.json"
 IMPORT_ROUTES = "/v2/vectordb/jobs/import/"
 
 
+def scratch_dir(prefix: str) -> Path:
+    """A temporary folder removed when the benchmark exits (logs, certificates)."""
+    import atexit
+    import shutil
+
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    atexit.register(shutil.rmtree, folder, True)
+    return folder
+
+
 def stop_cleanly_on_sigterm() -> None:
     """Turn SIGTERM (``timeout``, a CI runner) into SystemExit: the local server is stopped, not orphaned."""
     import signal

@@ -25,7 +25,6 @@ import argparse
 import asyncio
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ from _common import (
     local_server,
     machine,
     quiet_airflow_logs,
+    scratch_dir,
     stop_cleanly_on_sigterm,
     table,
     tls_files,
@@ -136,7 +136,7 @@ def main() -> None:
     parser.add_argument("--https", action="store_true", help="serve HTTPS (a throwaway CA both trust)")
     args = parser.parse_args()
     stop_cleanly_on_sigterm()
-    work = Path(tempfile.mkdtemp(prefix="ami-bench-"))
+    work = scratch_dir("ami-bench-")
     quiet_airflow_logs(work / "airflow.log")
     tls = tls_files(work) if args.https else None
     transport = "HTTPS" if args.https else "HTTP"

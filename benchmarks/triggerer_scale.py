@@ -25,9 +25,9 @@ import argparse
 import asyncio
 import contextlib
 import gc
+import math
 import random
 import sys
-import tempfile
 import time
 import tracemalloc
 from dataclasses import dataclass, field
@@ -44,6 +44,7 @@ from _common import (
     machine,
     percentile,
     quiet_airflow_logs,
+    scratch_dir,
     stop_cleanly_on_sigterm,
     table,
     use_connection,
@@ -202,6 +203,7 @@ async def run_side(
 
     end_time = time.time() + 600
     started = time.monotonic()
+    waits_started = time.time()
     print(f"[{name}] waiting for {len(created)} jobs ...", flush=True)
     tasks = [
         asyncio.create_task(drive(factory(job.job_id, interval, end_time), job.job_id)) for job in created
@@ -217,7 +219,6 @@ async def run_side(
     result.lag = ticker.lags
     result.lag_times = [at - ticker.times[0] for at in ticker.times] if ticker.times else []
     ended = completion_times(server)
-    waits_started = time.time() - result.seconds
     for job in created:
         if job.job_id in ended:
             result.nominal += int(max(0.0, ended[job.job_id] - waits_started) // interval) + 1
@@ -228,7 +229,8 @@ async def run_side(
         else:
             result.wrong.append(f"{job.job_id}: {problem}")
         if job.job_id in ended:
-            result.detection.append(at - ended[job.job_id])
+            # A job that ended before the waits started cannot be seen earlier than their start.
+            result.detection.append(at - max(ended[job.job_id], waits_started))
     return result
 
 
@@ -283,6 +285,10 @@ def ms(value: float) -> str:
     return f"{value * 1000:.1f} ms"
 
 
+def kib(value: float) -> str:
+    return "not measured" if math.isnan(value) else f"{value / 1024:.1f} KiB"
+
+
 def sec(value: float) -> str:
     return f"{value:.2f} s"
 
@@ -302,11 +308,11 @@ async def main() -> None:
     stop_cleanly_on_sigterm()
 
     PerWaitPollingTrigger.log_polls = args.baseline_logs
-    log_dir = Path(tempfile.mkdtemp(prefix="ami-bench-logs-"))
+    log_dir = scratch_dir("ami-bench-logs-")
     quiet_airflow_logs(log_dir / "triggers.log")
     print(
         f"{machine()}; {args.waits} waits, poll interval {args.interval:g} s, jobs end "
-        f"{args.min_duration:g}-{args.max_duration:g} s after creation; trigger logs in {log_dir}",
+        f"{args.min_duration:g}-{args.max_duration:g} s after creation; trigger logs go to a scratch file",
         flush=True,
     )
     rng = random.Random(args.seed)
@@ -341,7 +347,7 @@ async def main() -> None:
                 ms(max(result.lag) if result.lag else float("nan")),
                 sec(percentile(result.detection, 0.5)),
                 sec(percentile(result.detection, 0.99)),
-                f"{result.memory_per_wait / 1024:.1f} KiB",
+                kib(result.memory_per_wait),
                 sec(result.seconds),
             ]
         )
@@ -379,8 +385,7 @@ async def main() -> None:
             f"detection p99 "
             f"ours {sec(percentile(ours_result.detection, 0.99))} vs baseline "
             f"{sec(percentile(base.detection, 0.99))}; memory/wait ours "
-            f"{ours_result.memory_per_wait / 1024:.1f} KiB "
-            f"vs baseline {base.memory_per_wait / 1024:.1f} KiB; outcomes right: "
+            f"{kib(ours_result.memory_per_wait)} vs baseline {kib(base.memory_per_wait)}; outcomes right: "
             f"{'all' if all_right else 'NOT ALL'} ({ours_result.right}/{ours_result.waits} ours, "
             f"{base.right}/{base.waits} baseline); the baseline's interval called for "
             f"{base.nominal:,} requests (1/{base.nominal / max(1, ours_result.requests):.1f} of those)"
@@ -390,7 +395,7 @@ async def main() -> None:
             f"RESULT waits={args.waits} interval={args.interval:g}s (ours only): requests "
             f"{ours_result.requests:,}; lag p99 {ms(percentile(ours_result.lag, 0.99))}; detection p99 "
             f"{sec(percentile(ours_result.detection, 0.99))}; memory/wait "
-            f"{ours_result.memory_per_wait / 1024:.1f} KiB; outcomes right: "
+            f"{kib(ours_result.memory_per_wait)}; outcomes right: "
             f"{ours_result.right}/{ours_result.waits}"
         )
     if not all_right:
