@@ -16,7 +16,7 @@ import math
 import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -259,10 +259,21 @@ def _verify(conn_id: str | None, value: Any) -> bool | str:
     raise _bad_connection(conn_id, f"extra 'verify' must be true, false or a CA bundle path, got {value!r}")
 
 
+def _header_safe(text: str) -> bool:
+    """Whether ``text`` can go into an HTTP header as is: printable ASCII (and spaces) only."""
+    return text.isascii() and not any(ord(char) < 32 or ord(char) == 127 for char in text)
+
+
 def _check_token(conn_id: str | None, token: str) -> None:
     # A control character would break (or inject) an HTTP header; the value itself is never echoed.
     if any(ord(char) < 32 or ord(char) == 127 for char in token):
         raise _bad_connection(conn_id, "Password/token contains a line break or control character")
+    if not token.isascii():
+        raise _bad_connection(
+            conn_id,
+            "Password/token contains a character outside ASCII (a dash or quote pasted from a document?); "
+            "API keys and tokens are plain ASCII",
+        )
     if token != token.strip():
         raise _bad_connection(conn_id, "Password/token starts or ends with whitespace")
 
@@ -383,11 +394,17 @@ def settings_from_connection(
     if _extra_value(extra, "rate_limit") is not None:
         rate_limit = _rate_limit(conn_id, _extra_value(extra, "rate_limit"))
 
+    db_name = _optional_text(conn_id, extra, "db_name")
+    if db_name is not None and not _header_safe(db_name):
+        raise _bad_connection(
+            conn_id, f"extra 'db_name' {db_name!r} has characters an HTTP header cannot carry (ASCII only)"
+        )
+
     return ConnectionSettings(
         base_url=base_url,
         token=token,
         cluster_id=_optional_text(conn_id, extra, "cluster_id"),
-        db_name=_optional_text(conn_id, extra, "db_name"),
+        db_name=db_name,
         timeout=DEFAULT_TIMEOUT if timeout is None else timeout,
         verify=_verify(conn_id, _extra_value(extra, "verify")),
         max_retries=DEFAULT_MAX_RETRIES if max_retries is None else max_retries,
@@ -648,16 +665,24 @@ def _request(
     database = db_name or settings.db_name
     if database:
         body["dbName"] = database
-    return ApiRequest(
+    request = ApiRequest(
         route=route,
         url=settings.url(route),
-        headers=build_headers(settings, db_name=database),
+        headers={},
         body=body,
         job_id=job_id,
         collection_name=collection_name,
         idempotent=idempotent,
         secrets=(*settings.secrets, *(secret for secret in extra_secrets if secret)),
     )
+    if database and not _header_safe(database):
+        raise _error(
+            MilvusImportRequestError,
+            request,
+            "was not sent",
+            f"db_name {database!r} has characters an HTTP header (DB-Name) cannot carry (ASCII only)",
+        )
+    return replace(request, headers=build_headers(settings, db_name=database))
 
 
 def build_create_request(
@@ -1030,7 +1055,8 @@ def parse_response(
     """
     The ``data`` of a success envelope, or the mapped exception.
 
-    Success is ``{"code": 0, "data": {...}}`` (``code: 200`` on early Milvus 2.4); ``data`` may be missing
+    Success is ``{"code": 0, "data": {...}}`` (``code: 200`` with data or no message on early Milvus 2.4;
+    with only a message, 200 is "partition not found"); ``data`` may be missing
     (``commit`` / ``abort``), giving ``{}``. Errors come as a non-zero ``code`` (mostly with HTTP 200) or
     as an HTTP status; a body that is not a JSON object with a ``code`` is unreadable.
 
@@ -1108,7 +1134,7 @@ def parse_response(
                 http_status=status_code,
             )
         )
-    if code in (0, 200) and status_code == 200:
+    if status_code == 200 and (code == 0 or (code == 200 and _is_legacy_success(envelope))):
         data = envelope.get("data")
         if data is None:
             return {}
@@ -1128,10 +1154,26 @@ def parse_response(
     if not isinstance(message, str):
         message = "" if message is None else str(message)
     message = _SPACE.sub(" ", message).strip()[:500]
-    if code in (0, 200):
+    if code == 0 or (code == 200 and status_code != 200):
         # A success code with an HTTP error status: trust the status.
         return _raise(_error_for_status(request, status_code, message.encode(), retry_after))
     return _raise(_error_for_code(request, code, message, status_code, retry_after))
+
+
+_SUCCESS_MESSAGES: Final = frozenset({"", "success", "ok"})
+
+
+def _is_legacy_success(envelope: Mapping[str, Any]) -> bool:
+    """
+    Whether a ``code: 200`` envelope is early Milvus 2.4's (and Zilliz v1's) success.
+
+    200 is also Milvus' ``ErrPartitionNotFound``: an answer with data, or without a message, is a success;
+    ``{"code": 200, "message": "partition not found[...]"}`` is the error.
+    """
+    if "data" in envelope:
+        return True
+    message = envelope.get("message")
+    return message is None or (isinstance(message, str) and message.strip().lower() in _SUCCESS_MESSAGES)
 
 
 def _raise(error: MilvusImportError) -> dict[str, Any]:

@@ -458,15 +458,6 @@ def _hook_rows() -> list[Any]:
                 "code 200: partition not found[partition=no_such_partition]",
             ),
         ),
-        pytest.mark.xfail(
-            strict=True,
-            reason=(
-                "protocol.parse_response reads any code 200 with HTTP 200 as success (early Milvus 2.4's "
-                "success code), but 200 is also Milvus' ErrPartitionNotFound: the envelope "
-                "{'code': 200, 'message': 'partition not found[...]'} (no 'data') becomes "
-                "MilvusImportResponseError 'the answer has no job id' instead of MilvusImportNotFoundError"
-            ),
-        ),
     )
     add(
         Row(
@@ -750,7 +741,9 @@ def test_tls_verification_failure(
         "Milvus import job 9",
         f"POST {ip_url}{ROUTES}describe",
         "TLS certificate verification failed",
+        "set Host to a name the server's certificate was issued for",
     )
+    assert "extra 'verify'" not in str(error)  # the CA is right: the advice is about the host name
     # 3. and right: the CA bundle and the certificate's host name
     connection(monkeypatch, "ami_tls", url, verify=str(ca_path))
     assert call(mode, MilvusImportHook("ami_tls", max_retries=0), "list_import_jobs") == []
@@ -944,7 +937,7 @@ def test_the_local_server_itself_refuses_non_string_options_as_real_milvus_does(
     assert response.json()["code"] == 1801
 
 
-# ---- where the table does not hold yet (xfail: each names the bug; the fix removes the mark) --------------
+# ---- waiters, unknown states, pasted non-ASCII, a CA bundle that is no bundle ----------------------------
 
 
 @pytest.mark.integration
@@ -986,15 +979,6 @@ def test_an_unknown_state_names_the_connection(env: Env) -> None:
     ]
 
 
-_NON_ASCII_REASON = (
-    "protocol.build_headers puts the token (Authorization) and the database (DB-Name) into HTTP headers "
-    "without checking them: a character outside ASCII (a dash or quote pasted from a document) makes "
-    "requests / httpx raise a bare UnicodeEncodeError from deep inside http.client / h11, naming neither "
-    "connection nor endpoint, and its repr() holds the whole header value (the token)"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=_NON_ASCII_REASON)
 @pytest.mark.parametrize("mode", MODES)
 def test_a_token_with_a_non_ascii_character(
     monkeypatch: pytest.MonkeyPatch, httpserver_ipv4: HTTPServer, mode: str
@@ -1011,7 +995,6 @@ def test_a_token_with_a_non_ascii_character(
     assert_clean(error, MilvusImportRequestError, "Milvus import connection 'ami_pasted_token'", "Password")
 
 
-@pytest.mark.xfail(strict=True, reason=_NON_ASCII_REASON)
 @pytest.mark.parametrize("mode", MODES)
 def test_a_database_name_with_non_ascii_characters(env: Env, mode: str) -> None:
     error = catch(
@@ -1020,37 +1003,14 @@ def test_a_database_name_with_non_ascii_characters(env: Env, mode: str) -> None:
     assert_clean(error, MilvusImportRequestError, "Milvus import job 5", "db_name")
 
 
-_VERIFY_NOT_PEM_SYNC = (
-    "hooks/milvus_import.py _settings_from only checks that the extra 'verify' path exists: a file that is "
-    "no PEM CA bundle is reported at the handshake as the server's fault ('TLS handshake failed "
-    "(NO_CERTIFICATE_OR_CRL_FOUND)', MilvusImportConnectError, retried) instead of the connection's bad extra"
-)
-_VERIFY_NOT_PEM_ASYNC = (
-    "hooks/milvus_import.py builds the async client's TLS context with "
-    "ssl.create_default_context(cafile=...) outside any error handling: a file that is no PEM CA bundle "
-    "raises a bare ssl.SSLError"
-)
-_VERIFY_DIRECTORY_ASYNC = (
-    "hooks/milvus_import.py builds the async client's TLS context with cafile=<the directory>: a bare "
-    "IsADirectoryError on the async path (the trigger's), while requests on the sync path takes it as a CA "
-    "directory (capath)"
-)
-
-
 @pytest.mark.integration
 @pytest.mark.parametrize(
     ("kind", "mode"),
     [
-        pytest.param(
-            "not a certificate", "sync", marks=pytest.mark.xfail(strict=True, reason=_VERIFY_NOT_PEM_SYNC)
-        ),
-        pytest.param(
-            "not a certificate", "async", marks=pytest.mark.xfail(strict=True, reason=_VERIFY_NOT_PEM_ASYNC)
-        ),
+        pytest.param("not a certificate", "sync"),
+        pytest.param("not a certificate", "async"),
         pytest.param("a directory", "sync"),
-        pytest.param(
-            "a directory", "async", marks=pytest.mark.xfail(strict=True, reason=_VERIFY_DIRECTORY_ASYNC)
-        ),
+        pytest.param("a directory", "async"),
     ],
 )
 def test_extra_verify_that_is_no_ca_bundle(

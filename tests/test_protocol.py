@@ -654,6 +654,40 @@ def test_success_without_data_is_empty() -> None:
     assert protocol.parse_response(describe(), 200, {}, body({"code": 0})) == {}
 
 
+@pytest.mark.parametrize("message", [None, "", "success", "OK"])
+def test_early_milvus_code_200_without_data_is_a_success(message: str | None) -> None:
+    envelope: dict[str, object] = {"code": 200}
+    if message is not None:
+        envelope["message"] = message
+    assert protocol.parse_response(describe(), 200, {}, body(envelope)) == {}
+
+
+def test_code_200_with_only_a_message_is_partition_not_found() -> None:
+    """200 is also Milvus' ErrPartitionNotFound: a message and no data is that error, not a success."""
+    create = protocol.build_create_request(MILVUS, "docs", [["a"]], partition_name="p9")
+    with pytest.raises(MilvusImportNotFoundError) as caught:
+        protocol.parse_response(
+            create, 200, {}, body({"code": 200, "message": "partition not found[partition=p9]"})
+        )
+    assert "Milvus import into collection 'docs' failed: not found" in str(caught.value)
+    assert "code 200: partition not found[partition=p9]" in str(caught.value)
+
+
+def test_a_database_name_outside_ascii_is_refused_before_sending() -> None:
+    with pytest.raises(MilvusImportRequestError) as caught:
+        protocol.build_progress_request(MILVUS, "5", db_name="b\u00fccher")
+    assert "Milvus import job 5 was not sent" in str(caught.value)
+    assert "db_name 'b\u00fccher'" in str(caught.value)
+
+
+@pytest.mark.parametrize("token", ["abc\u2014def", "caf\u00e9"])
+def test_a_token_outside_ascii_is_the_connections_error(token: str) -> None:
+    with pytest.raises(MilvusImportRequestError) as caught:
+        protocol.settings_from_connection("ami_conn", "http://localhost:19530", password=token)
+    assert "Milvus import connection 'ami_conn'" in str(caught.value)
+    assert token not in str(caught.value)
+
+
 def test_success_code_with_error_status_trusts_the_status() -> None:
     with pytest.raises(MilvusImportServerError):
         protocol.parse_response(describe(), 503, {}, body({"code": 0, "message": "overloaded"}))

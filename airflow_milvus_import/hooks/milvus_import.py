@@ -10,6 +10,7 @@ import os
 import random
 import socket
 import ssl
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -39,6 +40,8 @@ if TYPE_CHECKING:
 __all__ = ["MilvusImportHook"]
 
 _READ_CHUNK = 64 * 1024
+#: OpenSSL's verify codes for a certificate issued for another host name or IP address
+_X509_NAME_MISMATCH_CODES = frozenset({62, 64})
 
 
 def _mask_function() -> Any:
@@ -127,10 +130,11 @@ def _describe_failure(error: BaseException, timeout: float) -> tuple[str, bool |
     for item in chain:
         if isinstance(item, ssl.SSLCertVerificationError):
             detail = getattr(item, "verify_message", "") or "certificate not trusted"
-            return (
-                f"TLS certificate verification failed ({detail}); set the extra 'verify' to a CA bundle",
-                False,
-            )
+            if getattr(item, "verify_code", None) in _X509_NAME_MISMATCH_CODES:
+                advice = "set Host to a name the server's certificate was issued for"
+            else:
+                advice = "set the extra 'verify' to a CA bundle that issued the server's certificate"
+            return f"TLS certificate verification failed ({detail}); {advice}", False
     for item in chain:
         if isinstance(item, ssl.SSLError):
             return f"TLS handshake failed ({getattr(item, 'reason', None) or type(item).__name__})", False
@@ -162,13 +166,60 @@ def _describe_failure(error: BaseException, timeout: float) -> tuple[str, bool |
     return f"transport failure ({type(error).__name__})", None
 
 
-def _ssl_context(verify: bool | str) -> ssl.SSLContext:
+#: CA bundles loaded in this process, by (path, modification time): every hook of an endpoint shares one
+_ca_contexts: dict[tuple[str, int], ssl.SSLContext] = {}
+_ca_lock = threading.Lock()
+
+
+def _ca_context(conn_id: str | None, path: str) -> ssl.SSLContext:
+    """
+    The TLS context trusting the CA bundle file (or the CA directory) the extra ``verify`` names, loaded
+    once per process.
+
+    :raises MilvusImportRequestError: the path is missing, unreadable or holds no PEM certificate, naming
+        the connection and the extra.
+    """
+
+    def bad(problem: str) -> MilvusImportRequestError:
+        return MilvusImportRequestError(
+            f"Milvus import connection '{conn_id}': the CA bundle in extra 'verify' ({path}) {problem}"
+        )
+
+    try:
+        key = (path, os.stat(path).st_mtime_ns)
+    except FileNotFoundError:
+        raise bad("does not exist") from None
+    except OSError as error:
+        raise bad(f"cannot be read ({error.strerror or type(error).__name__})") from None
+    with _ca_lock:
+        context = _ca_contexts.get(key)
+        if context is not None:
+            return context
+        failure: MilvusImportRequestError | None = None
+        try:
+            if os.path.isdir(path):
+                context = ssl.create_default_context(capath=path)  # hashed CA directory, read per handshake
+            else:
+                context = ssl.create_default_context(cafile=path)
+        except ssl.SSLError as error:
+            reason = getattr(error, "reason", None) or "unreadable"
+            failure = bad(f"is not a PEM CA bundle ({reason})")
+        except (OSError, ValueError) as error:
+            failure = bad(f"cannot be read ({getattr(error, 'strerror', None) or type(error).__name__})")
+        if failure is not None:
+            raise failure
+        assert context is not None
+        _ca_contexts[key] = context
+        return context
+
+
+def _ssl_context(settings: ConnectionSettings) -> ssl.SSLContext:
     """The TLS context of the async client: httpx's default trust store, or the CA bundle ``verify`` names."""
     import httpx
 
-    if isinstance(verify, str):
-        return ssl.create_default_context(cafile=verify)
-    return httpx.create_ssl_context(verify=verify)
+    if isinstance(settings.verify, str):
+        return _ca_context(settings.conn_id, settings.verify)
+    return httpx.create_ssl_context(verify=settings.verify)
 
 
 class _NoCookies(http.cookiejar.CookieJar):
@@ -341,11 +392,6 @@ class MilvusImportHook(BaseHook):
             timeout=self._timeout,
             max_retries=self._max_retries,
         )
-        if isinstance(settings.verify, str) and not os.path.exists(settings.verify):
-            raise MilvusImportRequestError(
-                f"Milvus import connection '{settings.conn_id}': the CA bundle in extra 'verify' "
-                f"({settings.verify}) does not exist"
-            )
         return settings
 
     def get_settings(self) -> ConnectionSettings:
@@ -354,6 +400,8 @@ class MilvusImportHook(BaseHook):
             conn = self.get_connection(self.milvus_import_conn_id)
             settings = self._settings_from(conn)
             _mask(settings.secrets)
+            if isinstance(settings.verify, str):
+                _ca_context(settings.conn_id, settings.verify)  # a bad bundle is the connection's error
             self._settings = settings
         return self._settings
 
@@ -369,6 +417,9 @@ class MilvusImportHook(BaseHook):
                 conn = await sync_to_async(self.get_connection)(self.milvus_import_conn_id)
             settings = self._settings_from(conn)
             await _amask(settings.secrets)
+            if isinstance(settings.verify, str):
+                # loading a CA bundle takes tens of milliseconds: not on the event loop
+                await asyncio.to_thread(_ca_context, settings.conn_id, settings.verify)
             self._settings = settings
         return self._settings
 
@@ -562,7 +613,7 @@ class MilvusImportHook(BaseHook):
         verify: bool | ssl.SSLContext = False  # plain HTTP: no TLS, so no CA bundle to load
         if settings.base_url.startswith("https://"):
             # Loading a CA bundle takes tens of milliseconds: a worker thread does it, not the event loop.
-            verify = await asyncio.to_thread(_ssl_context, settings.verify)
+            verify = await asyncio.to_thread(_ssl_context, settings)
         client = self._async_client_ready()
         if client is None:
             client = httpx.AsyncClient(
