@@ -40,27 +40,6 @@ ENDPOINT = os.environ.get("MILVUS_IMPORT_EXAMPLE_ENDPOINT", "http://127.0.0.1:19
 COLLECTION = "example_asset_books"
 BOOKS = milvus_collection_asset(COLLECTION, endpoint=ENDPOINT)
 
-BUCKET_VARIABLE = "milvus_import_example_bucket"
-MILVUS_URI_VARIABLE = "milvus_import_example_milvus_uri"
-DEFAULT_BUCKET = "~/.local-milvus/bucket"
-DEFAULT_MILVUS_URI = "http://127.0.0.1:19531"
-
-
-def _setting(name: str, default: str) -> str:
-    from airflow.sdk import Variable
-
-    value = Variable.get(name, default=None)
-    return str(value) if value else default
-
-
-def _schema(dim: int) -> Any:
-    from pymilvus import DataType, MilvusClient
-
-    schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
-    schema.add_field("id", DataType.INT64, is_primary=True)
-    schema.add_field("embedding", DataType.FLOAT_VECTOR, dim=dim)
-    return schema
-
 
 @dag(
     dag_id="example_milvus_import_assets_producer",
@@ -78,37 +57,13 @@ def example_milvus_import_assets_producer() -> None:
     @task
     def prepare_files() -> list[list[str]]:
         """(Re)create the collection and write the rows as Parquet into the bucket; return batch_files."""
-        import re
-        from pathlib import Path
-
-        import numpy as np
-        from pymilvus import MilvusClient
-        from pymilvus.bulk_writer import BulkFileType, LocalBulkWriter
+        from airflow_milvus_import.local.examples import recreate_collection, run_folder, write_parquet
 
         context = get_current_context()
         rows, dim = int(context["params"]["rows"]), int(context["params"]["dim"])
-        client = MilvusClient(uri=_setting(MILVUS_URI_VARIABLE, DEFAULT_MILVUS_URI))
-        try:
-            if client.has_collection(COLLECTION):
-                client.drop_collection(COLLECTION)
-            index_params = client.prepare_index_params()
-            index_params.add_index(field_name="embedding", index_type="AUTOINDEX", metric_type="COSINE")
-            client.create_collection(COLLECTION, schema=_schema(dim), index_params=index_params)
-        finally:
-            client.close()
-
-        bucket = Path(os.path.expanduser(_setting(BUCKET_VARIABLE, DEFAULT_BUCKET)))
-        run = re.sub(r"[^A-Za-z0-9_.-]+", "_", context["run_id"] or "run")
-        target = bucket / "example-assets" / run
-        target.mkdir(parents=True, exist_ok=True)
-        embeddings = np.random.default_rng(11).random((rows, dim), dtype=np.float32)
-        with LocalBulkWriter(
-            schema=_schema(dim), local_path=str(target), file_type=BulkFileType.PARQUET
-        ) as writer:
-            for row in range(rows):
-                writer.append_row({"id": row, "embedding": embeddings[row].tolist()})
-            writer.commit()
-            return [[str(path) for path in batch] for batch in writer.batch_files]
+        recreate_collection(COLLECTION, dim)
+        target = run_folder("example-assets", context["run_id"])
+        return write_parquet(target, rows, dim, rows_per_file=rows, seed=11)
 
     MilvusBulkImportOperator(
         task_id="import_books",

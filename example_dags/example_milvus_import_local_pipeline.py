@@ -26,7 +26,6 @@ Only Airflow and this provider are imported when the file is parsed; pymilvus an
 
 from __future__ import annotations
 
-import os
 from datetime import datetime
 from typing import Any
 
@@ -36,30 +35,6 @@ from airflow_milvus_import.operators.milvus_import import (
     MilvusBulkImportOperator,
     MilvusListImportJobsOperator,
 )
-
-BUCKET_VARIABLE = "milvus_import_example_bucket"
-MILVUS_URI_VARIABLE = "milvus_import_example_milvus_uri"
-DEFAULT_BUCKET = "~/.local-milvus/bucket"
-DEFAULT_MILVUS_URI = "http://127.0.0.1:19531"
-
-
-def _setting(name: str, default: str) -> str:
-    from airflow.sdk import Variable
-
-    # default=None, then the fallback: Variable.get would register a default as a secret to mask.
-    value = Variable.get(name, default=None)
-    return str(value) if value else default
-
-
-def _schema(dim: int) -> Any:
-    from pymilvus import DataType, MilvusClient
-
-    schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
-    schema.add_field("id", DataType.INT64, is_primary=True)
-    schema.add_field("title", DataType.VARCHAR, max_length=256)
-    schema.add_field("category", DataType.INT64)
-    schema.add_field("embedding", DataType.FLOAT_VECTOR, dim=dim)
-    return schema
 
 
 @dag(
@@ -83,57 +58,23 @@ def example_milvus_import_local_pipeline() -> None:
     @task
     def create_collection() -> str:
         """Drop and create the collection (with a vector index, so it is loaded and queryable)."""
-        from pymilvus import MilvusClient
+        from airflow_milvus_import.local.examples import recreate_collection
 
         params = get_current_context()["params"]
-        name = str(params["collection"])
-        client = MilvusClient(uri=_setting(MILVUS_URI_VARIABLE, DEFAULT_MILVUS_URI))
-        try:
-            if client.has_collection(name):
-                client.drop_collection(name)
-            index_params = client.prepare_index_params()
-            index_params.add_index(field_name="embedding", index_type="AUTOINDEX", metric_type="COSINE")
-            client.create_collection(name, schema=_schema(int(params["dim"])), index_params=index_params)
-        finally:
-            client.close()
-        return name
+        return recreate_collection(str(params["collection"]), int(params["dim"]), with_text=True)
 
     @task
     def write_dataset(collection: str) -> list[list[str]]:
         """Write the rows as Parquet files into the bucket; return ``batch_files`` (absolute paths)."""
-        import re
-        from pathlib import Path
-
-        import numpy as np
-        from pymilvus.bulk_writer import BulkFileType, LocalBulkWriter
+        from airflow_milvus_import.local.examples import run_folder, write_parquet
 
         context = get_current_context()
-        params, run_id = context["params"], context["run_id"]
+        params = context["params"]
         rows, dim, files = int(params["rows"]), int(params["dim"]), int(params["files"])
-        bucket = Path(os.path.expanduser(_setting(BUCKET_VARIABLE, DEFAULT_BUCKET)))
-        target = bucket / "example-pipeline" / collection / re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id or "run")
-        target.mkdir(parents=True, exist_ok=True)
-
-        rng = np.random.default_rng(int(params["seed"]))
-        embeddings = rng.standard_normal((rows, dim), dtype=np.float32)
-        embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
-        rows_per_file = -(-rows // files)
-        with LocalBulkWriter(
-            schema=_schema(dim), local_path=str(target), file_type=BulkFileType.PARQUET
-        ) as writer:
-            for row in range(rows):
-                writer.append_row(
-                    {
-                        "id": row,
-                        "title": f"document {row}",
-                        "category": row % 10,
-                        "embedding": embeddings[row].tolist(),
-                    }
-                )
-                if (row + 1) % rows_per_file == 0:
-                    writer.commit()
-            writer.commit()
-            batch_files: list[list[str]] = [[str(path) for path in batch] for batch in writer.batch_files]
+        target = run_folder("example-pipeline", collection, context["run_id"])
+        batch_files = write_parquet(
+            target, rows, dim, rows_per_file=-(-rows // files), seed=int(params["seed"]), with_text=True
+        )
         print(
             f"Wrote {rows:,} rows of {dim}-dim embeddings as {len(batch_files)} Parquet files under {target}"
         )
@@ -142,15 +83,10 @@ def example_milvus_import_local_pipeline() -> None:
     @task
     def verify_row_count(collection: str, imported: dict[str, Any]) -> dict[str, Any]:
         """Count the rows in Milvus; fail unless they match what was written and what the job reported."""
-        from pymilvus import MilvusClient
+        from airflow_milvus_import.local.examples import count_rows
 
         expected = int(get_current_context()["params"]["rows"])
-        client = MilvusClient(uri=_setting(MILVUS_URI_VARIABLE, DEFAULT_MILVUS_URI))
-        try:
-            client.load_collection(collection)
-            counted = int(client.query(collection, filter="", output_fields=["count(*)"])[0]["count(*)"])
-        finally:
-            client.close()
+        counted = count_rows(collection)
         summary = {
             "collection": collection,
             "job_id": imported["job_id"],

@@ -18,7 +18,6 @@ Configuration as in ``example_milvus_import_local_pipeline``: connection ``milvu
 
 from __future__ import annotations
 
-import os
 from datetime import datetime
 from typing import Any
 
@@ -26,27 +25,6 @@ from airflow.sdk import Param, dag, get_current_context, task
 
 from airflow_milvus_import.operators.milvus_import import MilvusBulkImportOperator
 from airflow_milvus_import.sensors.milvus_import import MilvusImportJobSensor
-
-BUCKET_VARIABLE = "milvus_import_example_bucket"
-MILVUS_URI_VARIABLE = "milvus_import_example_milvus_uri"
-DEFAULT_BUCKET = "~/.local-milvus/bucket"
-DEFAULT_MILVUS_URI = "http://127.0.0.1:19531"
-
-
-def _setting(name: str, default: str) -> str:
-    from airflow.sdk import Variable
-
-    value = Variable.get(name, default=None)
-    return str(value) if value else default
-
-
-def _schema(dim: int) -> Any:
-    from pymilvus import DataType, MilvusClient
-
-    schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
-    schema.add_field("id", DataType.INT64, is_primary=True)
-    schema.add_field("embedding", DataType.FLOAT_VECTOR, dim=dim)
-    return schema
 
 
 @dag(
@@ -66,57 +44,28 @@ def _schema(dim: int) -> Any:
 def example_milvus_import_mapped() -> None:
     @task
     def create_collection() -> str:
-        from pymilvus import MilvusClient
+        from airflow_milvus_import.local.examples import recreate_collection
 
         params = get_current_context()["params"]
-        name = str(params["collection"])
-        client = MilvusClient(uri=_setting(MILVUS_URI_VARIABLE, DEFAULT_MILVUS_URI))
-        try:
-            if client.has_collection(name):
-                client.drop_collection(name)
-            index_params = client.prepare_index_params()
-            index_params.add_index(field_name="embedding", index_type="AUTOINDEX", metric_type="L2")
-            client.create_collection(name, schema=_schema(int(params["dim"])), index_params=index_params)
-        finally:
-            client.close()
-        return name
+        return recreate_collection(str(params["collection"]), int(params["dim"]), metric="L2")
 
     @task
     def write_files(collection: str) -> list[list[str]]:
-        import re
-        from pathlib import Path
-
-        import numpy as np
-        from pymilvus.bulk_writer import BulkFileType, LocalBulkWriter
+        from airflow_milvus_import.local.examples import run_folder, write_parquet
 
         context = get_current_context()
         params = context["params"]
         files, per_file, dim = int(params["files"]), int(params["rows_per_file"]), int(params["dim"])
-        bucket = Path(os.path.expanduser(_setting(BUCKET_VARIABLE, DEFAULT_BUCKET)))
-        target = bucket / "example-mapped" / collection / re.sub(r"[^A-Za-z0-9_.-]+", "_", context["run_id"])
-        target.mkdir(parents=True, exist_ok=True)
-        rng = np.random.default_rng(11)
-        with LocalBulkWriter(
-            schema=_schema(dim), local_path=str(target), file_type=BulkFileType.PARQUET
-        ) as writer:
-            for row in range(files * per_file):
-                writer.append_row({"id": row, "embedding": rng.random(dim, dtype=np.float32).tolist()})
-                if (row + 1) % per_file == 0:
-                    writer.commit()
-            return [[str(path) for path in batch] for batch in writer.batch_files]
+        target = run_folder("example-mapped", collection, context["run_id"])
+        return write_parquet(target, files * per_file, dim, rows_per_file=per_file, seed=11)
 
     @task
     def verify_row_count(collection: str, jobs: list[dict[str, Any]]) -> dict[str, Any]:
-        from pymilvus import MilvusClient
+        from airflow_milvus_import.local.examples import count_rows
 
         params = get_current_context()["params"]
         expected = int(params["files"]) * int(params["rows_per_file"])
-        client = MilvusClient(uri=_setting(MILVUS_URI_VARIABLE, DEFAULT_MILVUS_URI))
-        try:
-            client.load_collection(collection)
-            counted = int(client.query(collection, filter="", output_fields=["count(*)"])[0]["count(*)"])
-        finally:
-            client.close()
+        counted = count_rows(collection)
         imported = sum(job["imported_rows"] for job in jobs)
         summary = {
             "collection": collection,

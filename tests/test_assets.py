@@ -200,7 +200,12 @@ def create_asset_triggered_run(dag_id: str) -> str:
     with create_session() as session:
         query, triggered = DagModel.dags_needing_dagruns(session)
         due = [model for model in query if model.dag_id == dag_id]
-        assert due, f"the scheduler does not find {dag_id} due"
+        model = session.get(DagModel, dag_id)
+        state = {
+            name: getattr(model, name, None)
+            for name in ("is_paused", "is_stale", "has_import_errors", "bundle_name", "max_active_runs")
+        }
+        assert due, f"the scheduler does not find {dag_id} due: {state}, triggered {triggered}"
         assert dag_id in triggered
         runner = SchedulerJobRunner(job=Job(), executors=[])
         runner._create_dag_runs_asset_triggered(dag_models=due, session=session)

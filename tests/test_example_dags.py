@@ -34,6 +34,8 @@ EXAMPLE_DAG_IDS = {
 @pytest.fixture
 def examples(airflow_db: Path, local_server: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     use_dags_folder(monkeypatch, EXAMPLE_DAGS)
+    # The assets example reads its endpoint when parsed: the same as every other test parsing the folder
+    monkeypatch.setenv("MILVUS_IMPORT_EXAMPLE_ENDPOINT", local_server.url)
     monkeypatch.setenv(
         "AIRFLOW_CONN_MILVUS_IMPORT_DEFAULT",
         json.dumps({"conn_type": "milvus_import", "host": local_server.url}),
