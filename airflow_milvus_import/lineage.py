@@ -401,6 +401,27 @@ def target_from_connection(conn_id: str) -> LineageTarget:
     return target_from_settings(settings, extra)
 
 
+def lineage_target_or_none(conn_id: str, log: Any, *, lacking: str) -> LineageTarget | None:
+    """
+    :func:`target_from_connection` for a task that must never fail over lineage: None when it cannot be read.
+
+    :param log: the task's logger.
+    :param lacking: what will lack the location, for the warning (``"Lineage"``...).
+    """
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    from airflow_milvus_import.exceptions import MilvusImportError
+
+    try:
+        return target_from_connection(conn_id)
+    except (MilvusImportError, AirflowNotFoundException) as error:
+        # A connection the hook cannot use either: the hook's own call reports it.
+        log.debug("No lineage target: %s", error)
+    except Exception as error:
+        log.warning("%s will lack the collection's location: %s", lacking, error)
+    return None
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Files as datasets
 # ---------------------------------------------------------------------------------------------------------

@@ -487,20 +487,12 @@ class MilvusBulkImportOperator(BaseOperator):
 
     def _learn_target(self) -> None:
         """Read where the data goes from the connection (no call to Milvus); lineage never fails a task."""
-        if self._lineage_target is not None:
-            return
-        from airflow.sdk.exceptions import AirflowNotFoundException
+        if self._lineage_target is None:
+            from airflow_milvus_import.lineage import lineage_target_or_none
 
-        from airflow_milvus_import.exceptions import MilvusImportError
-        from airflow_milvus_import.lineage import target_from_connection
-
-        try:
-            self._lineage_target = target_from_connection(self.milvus_import_conn_id)
-        except (MilvusImportError, AirflowNotFoundException) as error:
-            # A connection the hook cannot use either: the hook's own call reports it.
-            self.log.debug("No lineage target: %s", error)
-        except Exception as error:
-            self.log.warning("Lineage and asset events will lack the collection's location: %s", error)
+            self._lineage_target = lineage_target_or_none(
+                self.milvus_import_conn_id, self.log, lacking="Lineage and asset events"
+            )
 
     def _known_jobs(self) -> list[dict[str, Any]]:
         return list(self._jobs_seen or [])

@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
-from airflow.sdk.exceptions import AirflowNotFoundException, AirflowSensorTimeout, AirflowSkipException
+from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException
 
 from airflow_milvus_import._waiting import (
     DEFAULT_MAX_CONSECUTIVE_ERRORS,
@@ -276,17 +276,12 @@ class MilvusImportJobSensor(BaseSensorOperator):
 
     def _learn_target(self) -> None:
         """Read where the data lives from the connection (no call to Milvus); lineage never fails a task."""
-        if self._lineage_target is not None:
-            return
-        from airflow_milvus_import.lineage import target_from_connection
+        if self._lineage_target is None:
+            from airflow_milvus_import.lineage import lineage_target_or_none
 
-        try:
-            self._lineage_target = target_from_connection(self.milvus_import_conn_id)
-        except (MilvusImportError, AirflowNotFoundException) as error:
-            # A connection the hook cannot use either: the hook's own call reports it.
-            self.log.debug("No lineage target: %s", error)
-        except Exception as error:
-            self.log.warning("Lineage will lack the collections' location: %s", error)
+            self._lineage_target = lineage_target_or_none(
+                self.milvus_import_conn_id, self.log, lacking="Lineage"
+            )
 
     def _known_jobs(self) -> list[dict[str, Any]]:
         """The jobs' last known progress in this process (final, else the latest poll)."""
