@@ -36,6 +36,14 @@ CONNECTION_FIELDS: dict[str, dict[str, Any]] = {
         "description": "Retries of transient failures (connection errors, timeouts, 5xx, 408, 429).",
         "schema": {"type": ["integer", "null"], "minimum": 0},
     },
+    "rate_limit": {
+        "label": "Rate limit (requests/s)",
+        "description": (
+            "Requests per second to this endpoint, shared by every task and trigger of a process. "
+            "Default: 10 on Zilliz Cloud, none on self-hosted Milvus; 0: no limit."
+        ),
+        "schema": {"type": ["number", "null"], "minimum": 0},
+    },
 }
 
 #: which standard fields show, their labels and placeholders (Airflow 3.2+ ``ui-field-behaviour``)
@@ -58,6 +66,7 @@ CONNECTION_FIELD_BEHAVIOUR: dict[str, Any] = {
         "timeout": "30",
         "verify": "true",
         "max_retries": "3",
+        "rate_limit": "10 on Zilliz Cloud; empty: no limit on Milvus",
     },
 }
 

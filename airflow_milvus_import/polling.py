@@ -69,6 +69,7 @@ __all__ = [
     "list_cost",
     "rate_budget_for",
     "request_not_after",
+    "reset_rate_budgets",
     "token_fingerprint",
 ]
 
@@ -261,6 +262,12 @@ def rate_budget_for(settings: ConnectionSettings) -> RateBudget:
     if budget.rate != rate:
         budget.set_rate(rate)
     return budget
+
+
+def reset_rate_budgets() -> None:
+    """Forget every endpoint's budget and pause (tests: each starts with fresh buckets)."""
+    with _budgets_lock:
+        _budgets.clear()
 
 
 _request_not_after: contextvars.ContextVar[float | None] = contextvars.ContextVar(

@@ -198,6 +198,27 @@ def completion_times(server: Any) -> dict[str, float]:
     return ended
 
 
+def process_tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by process ``pid`` and its children (Linux ``/proc``; 0.0
+    elsewhere): what the local server and its Milvus Lite spend.
+
+    :param pid: the process (the local server's).
+    """
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    total = 0.0
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{current}/task").iterdir():
+                children = (task / "children").read_text().split()
+                pending.extend(int(child) for child in children)
+    return total
+
+
 class LagTicker:
     """Measures event-loop lag: a task that sleeps ``period`` and records how much longer it took."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,6 +25,20 @@ os.environ.pop("AIRFLOW_CONN_MILVUS_IMPORT_DEFAULT", None)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SENTINEL_TOKEN = "sentinel-token-7f3a9c-DO-NOT-LEAK"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_budgets() -> Iterator[None]:
+    """Each test gets its own per-endpoint rate budgets: a 429 pause or a drained bucket stays in its test."""
+
+    def reset() -> None:
+        polling = sys.modules.get("airflow_milvus_import.polling")  # not imported yet: nothing to reset
+        if polling is not None:
+            polling.reset_rate_budgets()
+
+    reset()
+    yield
+    reset()
 
 
 @pytest.fixture(scope="session")

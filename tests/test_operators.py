@@ -197,6 +197,10 @@ def test_file_records_flatten_a_job_into_one_record_per_file() -> None:
     json.dumps(records)
 
 
+def test_list_operator_fetches_details_sixteen_at_a_time_by_default() -> None:
+    assert MilvusListImportJobsOperator(task_id="t").max_concurrency == 16
+
+
 def test_operator_arguments_are_checked_when_the_dag_is_parsed() -> None:
     with pytest.raises(ValueError, match="poll_interval must be a positive number"):
         MilvusBulkImportOperator(task_id="t", collection_name="c", files=["a"], poll_interval=0)

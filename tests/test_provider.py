@@ -15,7 +15,7 @@ from airflow_milvus_import import CONNECTION_FIELD_BEHAVIOUR, CONNECTION_FIELDS,
 from airflow_milvus_import.hooks.milvus_import import MilvusImportHook
 
 HOOK_PATH = "airflow_milvus_import.hooks.milvus_import.MilvusImportHook"
-EXTRAS = ("cluster_id", "db_name", "timeout", "verify", "max_retries")
+EXTRAS = ("cluster_id", "db_name", "timeout", "verify", "max_retries", "rate_limit")
 
 
 def airflow_schema(name: str) -> dict[str, Any]:

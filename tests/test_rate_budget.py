@@ -348,3 +348,15 @@ def test_rate_limit_extra_paces_the_requests(recording: RecordingServer) -> None
     assert len(arrivals) == 7
     assert arrivals[-1] - arrivals[0] >= 0.7
     assert rate_budget_for(hook.get_settings()).rate == 4
+
+
+def test_reset_rate_budgets_starts_every_endpoint_afresh() -> None:
+    from airflow_milvus_import.polling import reset_rate_budgets
+
+    settings = settings_from_connection("a", "http://milvus.reset.example:19530", password="t1")
+    first = rate_budget_for(settings)
+    first.pause(30)
+    reset_rate_budgets()
+    fresh = rate_budget_for(settings)
+    assert fresh is not first
+    assert fresh.paused_for() == 0

@@ -239,27 +239,53 @@ def _details(job: Job, position: float, scaled_import: float | None, state: JobS
     return [_file_view(t, t.state, t.imported_rows, t.reason, t.complete_time) for t in job.tasks]
 
 
+@dataclass(frozen=True)
+class JobSummaryView:
+    """What a ``list`` record shows of a job at one moment: state, percent and reason (no rows or files)."""
+
+    state: JobState
+    progress: int
+    reason: str
+
+
+def _summary(job: Job, now: float) -> tuple[JobSummaryView, float, float]:
+    """The job's summary at ``now``, with the position it is shown at and its real position."""
+    if job.phase is Phase.FAILED:
+        return JobSummaryView(JobState.FAILED, 0, job.reason), _FINAL_POSITION, _FINAL_POSITION
+    real = _real_position(job)
+    position = min(real, _timeline_position(job, now))
+    if position >= _FINAL_POSITION:
+        state = _final_state(job)
+        if state is JobState.FAILED:
+            return JobSummaryView(state, 0, job.injected_failure or ""), position, real
+        progress = 100 if state is JobState.COMPLETED else TWO_PHASE_PROGRESS
+        return JobSummaryView(state, progress, ""), position, real
+    state = JobState.PENDING if position < _PHASE_START[Phase.PRE_IMPORTING] else JobState.IMPORTING
+    return JobSummaryView(state, int(position * 100 + 1e-9), ""), position, real
+
+
+def summarize_job(job: Job, now: float) -> JobSummaryView:
+    """What a ``list`` record shows of ``job`` at time ``now`` (the same as :func:`view_job`, without the
+    rows and per-file details a list has no use for: a list of thousands of jobs stays cheap).
+
+    :param job: the job.
+    :param now: the moment shown (epoch seconds).
+    """
+    return _summary(job, now)[0]
+
+
 def view_job(job: Job, now: float) -> JobView:
     """What a client sees of ``job`` at time ``now``."""
+    summary, position, real = _summary(job, now)
+    state = summary.state
     total_rows = sum(task.total_rows for task in job.tasks)
     created = format_time(job.create_time)
     if job.phase is Phase.FAILED:
         details = _details(job, _FINAL_POSITION, None, JobState.FAILED)
         return JobView(
-            JobState.FAILED,
-            0,
-            0,
-            0,
-            _size(details),
-            job.reason,
-            created,
-            format_time(job.finish_time),
-            details,
+            state, 0, 0, 0, _size(details), summary.reason, created, format_time(job.finish_time), details
         )
-    real = _real_position(job)
-    position = min(real, _timeline_position(job, now))
     if position >= _FINAL_POSITION:
-        state = _final_state(job)
         details = _details(job, position, None, state)
         if state is JobState.FAILED:
             return JobView(
@@ -268,18 +294,15 @@ def view_job(job: Job, now: float) -> JobView:
                 0,
                 0,
                 _size(details),
-                job.injected_failure or "",
+                summary.reason,
                 created,
                 format_time(_complete_time(job)),
                 details,
             )
-        progress = 100 if state is JobState.COMPLETED else TWO_PHASE_PROGRESS
         complete = format_time(_complete_time(job)) if state is JobState.COMPLETED else ""
         return JobView(
-            state, progress, total_rows, total_rows, _size(details), "", created, complete, details
+            state, summary.progress, total_rows, total_rows, _size(details), "", created, complete, details
         )
-    state = JobState.PENDING if position < _PHASE_START[Phase.PRE_IMPORTING] else JobState.IMPORTING
-    progress = int(position * 100 + 1e-9)
     imported, total, scaled = 0, 0, None
     if position >= _IMPORT_START:
         total = total_rows
@@ -291,7 +314,7 @@ def view_job(job: Job, now: float) -> JobView:
             scaled = (position - _IMPORT_START) / (_IMPORT_END - _IMPORT_START)
             imported = int(total_rows * scaled)
     details = _details(job, position, scaled, state)
-    return JobView(state, progress, imported, total, _size(details), "", created, "", details)
+    return JobView(state, summary.progress, imported, total, _size(details), "", created, "", details)
 
 
 def _size(details: list[FileView]) -> int:

@@ -16,7 +16,17 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_milvus_import.local.execution import ABORTED_REASON, JobExecutor
 from airflow_milvus_import.local.importer import Bucket, ImportFileError, PathError, file_kind
-from airflow_milvus_import.local.jobs import FileTask, Job, JobIdAllocator, JobState, JobView, Phase, view_job
+from airflow_milvus_import.local.jobs import (
+    FileTask,
+    Job,
+    JobIdAllocator,
+    JobState,
+    JobSummaryView,
+    JobView,
+    Phase,
+    summarize_job,
+    view_job,
+)
 from airflow_milvus_import.local.wire import (
     ApiError,
     collection_not_found,
@@ -171,7 +181,8 @@ class JobManager:
         if limit is None:
             return
         now = time.time()
-        active = sum(1 for job in self._jobs.values() if self.view(job, now).state not in _TERMINAL)
+        jobs = list(self._jobs.values())
+        active = sum(1 for summary in self.summaries(jobs, now) if summary.state not in _TERMINAL)
         if active >= limit:
             raise import_failed("The number of jobs has reached the limit, please try again later")
 
@@ -222,6 +233,15 @@ class JobManager:
         with self.lock:
             return view_job(job, now)
 
+    def summaries(self, jobs: list[Job], now: float) -> list[JobSummaryView]:
+        """What ``list`` records show of ``jobs`` now (state, percent, reason), under one lock.
+
+        :param jobs: the jobs.
+        :param now: the moment shown (epoch seconds).
+        """
+        with self.lock:
+            return [summarize_job(job, now) for job in jobs]
+
     def find(self, flavour: str, raw_id: str, cluster_id: str = "") -> Job:
         """The job a ``jobId`` names, or the server's not-found answer."""
         if flavour == MILVUS:
@@ -263,9 +283,8 @@ class JobManager:
         """Jobs by client-visible state (for the stats route)."""
         now = time.time()
         by_state: dict[str, int] = {}
-        for job in list(self._jobs.values()):
-            state = self.view(job, now).state.value
-            by_state[state] = by_state.get(state, 0) + 1
+        for summary in self.summaries(list(self._jobs.values()), now):
+            by_state[summary.state.value] = by_state.get(summary.state.value, 0) + 1
         return {"total": len(self._jobs), "by_state": by_state}
 
     # -- 2PC and abort --

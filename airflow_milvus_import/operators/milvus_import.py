@@ -13,16 +13,16 @@ This module is imported by DAG files: it imports the hook, the trigger, HTTP cli
 from __future__ import annotations
 
 import ast
-import asyncio
 import concurrent.futures
 import json
 import math
 import os
+import threading
 import time
 from collections import Counter
-from collections.abc import Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from airflow.sdk import BaseOperator, conf
 
@@ -44,7 +44,6 @@ __all__ = [
     "stringify_options",
 ]
 
-_T = TypeVar("_T")
 
 #: The default wait deadline: a week, as for Airflow's sensors. Import jobs have no server-side timeout.
 DEFAULT_WAIT_TIMEOUT = timedelta(days=7)
@@ -185,16 +184,6 @@ def _literal(value: Any) -> str | None:
     if isinstance(value, str) and value.strip() and "{{" not in value and "{%" not in value:
         return value.strip()
     return None
-
-
-def _run_coroutine(coroutine: Coroutine[Any, Any, _T]) -> _T:
-    """Run a coroutine to completion from sync code, also when the caller already runs an event loop."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coroutine)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="milvus-import") as pool:
-        return pool.submit(asyncio.run, coroutine).result()
 
 
 class MilvusBulkImportOperator(BaseOperator):
@@ -787,9 +776,10 @@ class MilvusListImportJobsOperator(BaseOperator):
     ``file_name``, ``files``, ``file_size``, ``state``, ``progress``, ``imported_rows``, ``total_rows``,
     ``reason``, ``complete_time`` (empty without details).
 
-    Details take one progress call per job: they run concurrently (at most ``max_concurrency`` at a time)
-    over one reused async HTTP client. A job that disappears between the list and its progress call is left
-    out with a warning; any other error fails the task, naming the job.
+    Details take one progress call per job: they run concurrently on ``max_concurrency`` threads over the
+    hook's one ``requests`` session (its connection pool kept alive: one TLS handshake per thread, not per
+    call). A job that disappears between the list and its progress call is left out with a warning; any
+    other error fails the task, naming the job.
 
     :param collection_name: only jobs of this collection. (templated)
     :param db_name: the database (default: the connection's). (templated)
@@ -805,7 +795,7 @@ class MilvusListImportJobsOperator(BaseOperator):
     :param include_details: fetch each job's progress and per-file details (default). Without it, one
         ``list`` call is all, unless ``created_since`` needs the progress calls anyway (the result is then as
         with ``include_details=True``).
-    :param max_concurrency: at most this many progress calls in flight.
+    :param max_concurrency: at most this many progress calls in flight (default 16).
     :param milvus_import_conn_id: the ``milvus_import`` connection. (templated)
     """
 
@@ -828,7 +818,7 @@ class MilvusListImportJobsOperator(BaseOperator):
         created_since: datetime | timedelta | str | None = None,
         keep_undated: bool = True,
         include_details: bool = True,
-        max_concurrency: int = 8,
+        max_concurrency: int = 16,
         milvus_import_conn_id: str = "milvus_import_default",
         **kwargs: Any,
     ) -> None:
@@ -864,7 +854,8 @@ class MilvusListImportJobsOperator(BaseOperator):
             raise MilvusImportRequestError(f"Invalid filter for listing import jobs: {error}") from None
         started = time.monotonic()
         hook = MilvusImportHook(milvus_import_conn_id=self.milvus_import_conn_id)
-        listed, jobs, progresses = _run_coroutine(self._collect(hook, states, since))
+        with hook:
+            listed, jobs, progresses = self._collect(hook, states, since)
         elapsed = time.monotonic() - started
 
         details = [record for progress in progresses for record in file_records(progress)]
@@ -876,76 +867,81 @@ class MilvusListImportJobsOperator(BaseOperator):
         self._log_counts(listed, result, details, states, since, elapsed, progresses)
         return result
 
-    async def _collect(
+    def _collect(
         self,
         hook: MilvusImportHook,
         states: frozenset[ImportJobState] | None,
         since: datetime | None,
     ) -> tuple[int, list[ImportJobSummary], list[ImportJobProgress]]:
-        try:
-            summaries = await hook.alist_import_jobs(self.collection_name or None, db_name=self.db_name)
-            listed = len(summaries)
-            jobs = _newest_first([job for job in summaries if states is None or job.state in states])
-            if since is None:
-                if self.limit is not None:
-                    jobs = jobs[: self.limit]
-                if not self.include_details:
-                    return listed, jobs, []
-                progresses = await self._progress_of(hook, jobs)
-                return listed, jobs, progresses
-            progresses = await self._progress_of(hook, jobs)
-            undated = [progress for progress in progresses if progress.create_time is None]
-            if undated:
-                self.log.warning(
-                    "%d of %d jobs have no create time (the server is older than Milvus 2.6?): %s them, as "
-                    "keep_undated=%s says",
-                    len(undated),
-                    len(progresses),
-                    "keeping" if self.keep_undated else "dropping",
-                    self.keep_undated,
-                )
-            # Servers report create times in whole seconds: compare at that resolution.
-            since = since.replace(microsecond=0)
-            progresses = [
-                progress
-                for progress in progresses
-                if (progress.create_time is None and self.keep_undated)
-                or (progress.create_time is not None and progress.create_time >= since)
-            ]
+        summaries = hook.list_import_jobs(self.collection_name or None, db_name=self.db_name)
+        listed = len(summaries)
+        jobs = _newest_first([job for job in summaries if states is None or job.state in states])
+        if since is None:
             if self.limit is not None:
-                progresses = progresses[: self.limit]
-            kept = {progress.job_id for progress in progresses}
-            return listed, [job for job in jobs if job.job_id in kept], progresses
-        finally:
-            await hook.aclose()
+                jobs = jobs[: self.limit]
+            if not self.include_details:
+                return listed, jobs, []
+            progresses = self._progress_of(hook, jobs)
+            return listed, jobs, progresses
+        progresses = self._progress_of(hook, jobs)
+        undated = [progress for progress in progresses if progress.create_time is None]
+        if undated:
+            self.log.warning(
+                "%d of %d jobs have no create time (the server is older than Milvus 2.6?): %s them, as "
+                "keep_undated=%s says",
+                len(undated),
+                len(progresses),
+                "keeping" if self.keep_undated else "dropping",
+                self.keep_undated,
+            )
+        # Servers report create times in whole seconds: compare at that resolution.
+        since = since.replace(microsecond=0)
+        progresses = [
+            progress
+            for progress in progresses
+            if (progress.create_time is None and self.keep_undated)
+            or (progress.create_time is not None and progress.create_time >= since)
+        ]
+        if self.limit is not None:
+            progresses = progresses[: self.limit]
+        kept = {progress.job_id for progress in progresses}
+        return listed, [job for job in jobs if job.job_id in kept], progresses
 
-    async def _progress_of(
-        self, hook: MilvusImportHook, jobs: list[ImportJobSummary]
-    ) -> list[ImportJobProgress]:
+    def _progress_of(self, hook: MilvusImportHook, jobs: list[ImportJobSummary]) -> list[ImportJobProgress]:
+        """Each job's progress, ``max_concurrency`` calls at a time; an error (not "not found") stops them."""
         from airflow_milvus_import.exceptions import MilvusImportError, MilvusImportNotFoundError
 
-        semaphore = asyncio.Semaphore(self.max_concurrency)
-        failure: list[MilvusImportError] = []
+        if not jobs:
+            return []
+        failed = threading.Event()
 
-        async def fetch(job: ImportJobSummary) -> ImportJobProgress | None:
-            async with semaphore:
-                if failure:
-                    return None
-                try:
-                    return await hook.aget_import_progress(job.job_id, db_name=self.db_name)
-                except MilvusImportNotFoundError as error:
-                    self.log.warning(
-                        "Import job %s was listed but is gone now; leaving it out: %s", job.job_id, error
-                    )
-                    return None
-                except MilvusImportError as error:
-                    failure.append(error)
-                    return None
+        def fetch(job: ImportJobSummary) -> ImportJobProgress | None:
+            if failed.is_set():
+                return None
+            try:
+                return hook.get_import_progress(job.job_id, db_name=self.db_name)
+            except MilvusImportNotFoundError as error:
+                self.log.warning(
+                    "Import job %s was listed but is gone now; leaving it out: %s", job.job_id, error
+                )
+                return None
+            except MilvusImportError:
+                failed.set()
+                raise
 
-        results = await asyncio.gather(*(fetch(job) for job in jobs))
-        if failure:
-            raise failure[0]
-        return [progress for progress in results if progress is not None]
+        workers = min(self.max_concurrency, len(jobs))
+        pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=workers, thread_name_prefix="milvus-progress"
+        )
+        try:
+            futures = [pool.submit(fetch, job) for job in jobs]
+            concurrent.futures.wait(futures, return_when=concurrent.futures.FIRST_EXCEPTION)
+            for future in futures:  # the first error in job order, once every call under way has ended
+                if future.done() and future.exception() is not None:
+                    raise cast("BaseException", future.exception())
+            return [progress for future in futures if (progress := future.result()) is not None]
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def _log_counts(
         self,

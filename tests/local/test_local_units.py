@@ -19,6 +19,7 @@ from airflow_milvus_import.local.jobs import (
     JobIdAllocator,
     JobState,
     Phase,
+    summarize_job,
     view_job,
 )
 from airflow_milvus_import.local.wire import (
@@ -240,6 +241,26 @@ def test_injected_failure_after_the_duration() -> None:
 def test_a_stalled_job_stays_at_ten() -> None:
     view = view_job(_job(stalled=True, create_time=time.time() - 3600), time.time())
     assert (view.state, view.progress) == (JobState.IMPORTING, 10)
+
+
+def test_a_list_summary_shows_what_the_full_view_shows() -> None:
+    now = time.time()
+    jobs = [
+        _job(phase=phase, phase_fraction=fraction, tasks=_tasks(), **extra)
+        for phase in Phase
+        for fraction in (0.0, 0.5)
+        for extra in (
+            {},
+            {"auto_commit": False},
+            {"stalled": True},
+            {"reason": "aborted", "finish_time": now},
+            {"duration": 10.0, "create_time": now - 4.0},
+            {"duration": 2.0, "create_time": now - 4.0, "injected_failure": "bad", "finish_time": now - 4},
+        )
+    ]
+    for job in jobs:
+        view, summary = view_job(job, now), summarize_job(job, now)
+        assert (summary.state, summary.progress, summary.reason) == (view.state, view.progress, view.reason)
 
 
 def test_records_round_trip() -> None:
