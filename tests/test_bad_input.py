@@ -1035,3 +1035,26 @@ def test_extra_verify_that_is_no_ca_bundle(
         assert_clean(
             error, MilvusImportRequestError, "Milvus import connection 'ami_bad_verify'", "verify", str(path)
         )
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("mode", MODES)
+def test_extra_verify_naming_a_ca_directory_that_holds_the_ca(
+    monkeypatch: pytest.MonkeyPatch, tls_local_server: tuple[Any, Path], tmp_path: Path, mode: str
+) -> None:
+    """A CA directory in OpenSSL's hashed layout (``c_rehash``) with the server's CA is trusted."""
+    import shutil
+    import subprocess
+
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("the openssl command is needed to name the CA file by its subject hash")
+    server, ca_path = tls_local_server
+    subject_hash = subprocess.run(
+        [openssl, "x509", "-hash", "-noout", "-in", str(ca_path)], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    directory = tmp_path / "ca-directory"
+    directory.mkdir()
+    shutil.copy(ca_path, directory / f"{subject_hash}.0")
+    connection(monkeypatch, "ami_ca_directory", f"https://localhost:{server.port}", verify=str(directory))
+    assert call(mode, MilvusImportHook("ami_ca_directory", max_retries=0), "list_import_jobs") == []
