@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterable, Iterator
 
 # Airflow reads its configuration when first imported: isolate it before any test module imports airflow.
 _AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="ami-airflow-home-"))
@@ -68,3 +69,22 @@ def secured_local_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[o
     root = tmp_path_factory.mktemp("secured-local-server")
     with LocalImportServer(data_dir=root / "data", bucket=root / "bucket", token=SENTINEL_TOKEN) as server:
         yield server
+
+
+def prepare_rows(server: Any, collections: str | Iterable[str], rows_file: str, rows: int = 5) -> None:
+    """
+    Collections of 4-dimensional vectors (made if missing) and a JSON file of ``rows`` rows in the server's
+    bucket for import jobs to read (idempotent: servers are shared by the session).
+    """
+    from pymilvus import MilvusClient
+
+    names = [collections] if isinstance(collections, str) else list(collections)
+    client = MilvusClient(uri=server.milvus_uri)
+    try:
+        for name in names:
+            if not client.has_collection(name):
+                client.create_collection(name, dimension=4)
+    finally:
+        client.close()
+    records = [{"id": number, "vector": [0.1, 0.2, 0.3, 0.4]} for number in range(rows)]
+    (Path(server.bucket) / rows_file).write_text(json.dumps({"rows": records}))

@@ -20,7 +20,6 @@ import json
 import time
 import traceback
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -44,11 +43,12 @@ from airflow_milvus_import.models import ImportJobState
 from airflow_milvus_import.operators.milvus_import import MilvusBulkImportOperator
 from airflow_milvus_import.sensors.milvus_import import MilvusImportJobSensor
 from airflow_milvus_import.triggers.milvus_import import MilvusImportJobTrigger
-from tests.conftest import SENTINEL_TOKEN
+from tests.conftest import SENTINEL_TOKEN, prepare_rows
 from tests.wire_server import FakeImportServer, closed_port, envelope, json_response, text_response
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
+    from pathlib import Path
 
     from pytest_httpserver import HTTPServer
 
@@ -156,23 +156,9 @@ def call(mode: str, hook: MilvusImportHook, name: str, *args: Any, **kwargs: Any
     return asyncio.run(twin())
 
 
-def prepare_local(server: Any) -> None:
-    """A collection and a 5-row file on the local server (idempotent: the server is shared by the session)."""
-    from pymilvus import MilvusClient
-
-    client = MilvusClient(uri=server.milvus_uri)
-    try:
-        if not client.has_collection(COLLECTION):
-            client.create_collection(COLLECTION, dimension=4)
-    finally:
-        client.close()
-    rows = [{"id": number, "vector": [0.1, 0.2, 0.3, 0.4]} for number in range(5)]
-    (Path(server.bucket) / ROWS_FILE).write_text(json.dumps({"rows": rows}))
-
-
 @pytest.fixture(scope="module")
 def prepared_local(secured_local_server: Any) -> Any:
-    prepare_local(secured_local_server)
+    prepare_rows(secured_local_server, COLLECTION, ROWS_FILE)
     return secured_local_server
 
 

@@ -22,7 +22,7 @@ from airflow_milvus_import.exceptions import (
 )
 from airflow_milvus_import.hooks.milvus_import import MilvusImportHook
 from airflow_milvus_import.models import ImportFileState, ImportJobProgress, ImportJobState
-from tests.conftest import SENTINEL_TOKEN
+from tests.conftest import SENTINEL_TOKEN, prepare_rows
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -33,19 +33,6 @@ COLLECTION = "hook_local_books"
 ROWS_FILE = "hook_local_rows.json"
 ROW_COUNT = 7
 FLAVOURS = ["milvus", "zilliz"]
-
-
-def prepare(server: Any) -> None:
-    from pymilvus import MilvusClient
-
-    client = MilvusClient(uri=server.milvus_uri)
-    try:
-        if not client.has_collection(COLLECTION):
-            client.create_collection(COLLECTION, dimension=4)
-    finally:
-        client.close()
-    rows = [{"id": number, "vector": [0.1, 0.2, 0.3, 0.4]} for number in range(ROW_COUNT)]
-    (Path(server.bucket) / ROWS_FILE).write_text(json.dumps({"rows": rows}))
 
 
 def connect(
@@ -84,7 +71,7 @@ def wait(hook: MilvusImportHook, job_id: str, timeout: float = 120) -> ImportJob
 
 @pytest.fixture(scope="module")
 def server(local_server: Any) -> Any:
-    prepare(local_server)
+    prepare_rows(local_server, COLLECTION, ROWS_FILE, ROW_COUNT)
     return local_server
 
 
@@ -218,7 +205,7 @@ def legacy_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
     root = tmp_path_factory.mktemp("legacy-local-server")
     with LocalImportServer(data_dir=root / "data", bucket=root / "bucket", legacy=True) as started:
-        prepare(started)
+        prepare_rows(started, COLLECTION, ROWS_FILE, ROW_COUNT)
         yield started
 
 

@@ -31,6 +31,7 @@ from airflow_milvus_import.polling import (
 )
 from airflow_milvus_import.protocol import settings_from_connection
 from airflow_milvus_import.triggers.milvus_import import MilvusImportJobTrigger
+from tests.conftest import prepare_rows
 
 SECRET = "sentinel-token-polling-91c2"
 
@@ -137,16 +138,7 @@ FAIL = "row 2: field 'vector' has 3 values, the schema wants 4"
 
 @pytest.fixture(scope="module")
 def local_conn(local_server: Any) -> Iterator[Any]:
-    from pymilvus import MilvusClient
-
-    client = MilvusClient(uri=local_server.milvus_uri)
-    try:
-        if not client.has_collection(COLLECTION):
-            client.create_collection(COLLECTION, dimension=4)
-    finally:
-        client.close()
-    rows = [{"id": number, "vector": [0.1, 0.2, 0.3, 0.4]} for number in range(3)]
-    (local_server.bucket / ROWS_FILE).write_text(json.dumps({"rows": rows}))
+    prepare_rows(local_server, COLLECTION, ROWS_FILE, 3)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(
             "AIRFLOW_CONN_MILVUS_POLLING",

@@ -34,7 +34,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO_ROOT, SENTINEL_TOKEN
+from tests.conftest import REPO_ROOT, SENTINEL_TOKEN, prepare_rows
 from tests.test_operators import new_collection, relative, run_dag, task_states, use_dags_folder, write_files
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900)]
@@ -111,19 +111,6 @@ def define_connections(monkeypatch: pytest.MonkeyPatch, server: Any) -> None:
     monkeypatch.setenv("MILVUS_IMPORT_EXAMPLE_ENDPOINT", server.url)
 
 
-def prepare_rows(server: Any, collection: str) -> None:
-    from pymilvus import MilvusClient
-
-    client = MilvusClient(uri=server.milvus_uri)
-    try:
-        if not client.has_collection(collection):
-            client.create_collection(collection, dimension=4)
-    finally:
-        client.close()
-    rows = [{"id": number, "vector": [0.1, 0.2, 0.3, 0.4]} for number in range(5)]
-    (Path(server.bucket) / ROWS_FILE).write_text(json.dumps({"rows": rows}))
-
-
 # ---- the runs -------------------------------------------------------------------------------------------
 
 
@@ -173,7 +160,7 @@ def run_secrets_dags(server: Any, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
 
     use_dags_folder(monkeypatch, SECRETS_DAGS)
     collection = f"secrets_cloud_{uuid.uuid4().hex[:8]}"
-    prepare_rows(server, collection)
+    prepare_rows(server, collection, ROWS_FILE)
     zilliz = run_dag(
         "ami_secrets_zilliz_object_urls",
         {"collection": collection, "urls": [[f"s3://ami-bucket/{ROWS_FILE}"]]},
@@ -201,7 +188,7 @@ def serialized_triggers(server: Any, haystack: Haystack) -> None:
     from airflow_milvus_import.sensors.milvus_import import MilvusImportJobSensor
 
     collection = f"secrets_triggers_{uuid.uuid4().hex[:8]}"
-    prepare_rows(server, collection)
+    prepare_rows(server, collection, ROWS_FILE)
     with MilvusImportHook("ami_secrets_cloud") as hook:
         running = hook.create_import_job(
             collection, [[f"s3://ami-bucket/{ROWS_FILE}"]], options={"local.duration": "30"}

@@ -32,6 +32,7 @@ from airflow_milvus_import.exceptions import (
 from airflow_milvus_import.models import ImportJobProgress
 from airflow_milvus_import.sensors.milvus_import import MilvusImportJobSensor
 from airflow_milvus_import.triggers.milvus_import import MilvusImportJobTrigger
+from tests.conftest import prepare_rows
 
 DESCRIBE = "/v2/vectordb/jobs/import/describe"
 
@@ -575,20 +576,6 @@ class SensorDags:
         )
 
 
-def prepare_collection(server: Any) -> None:
-    """The collection and the 5-row file the jobs import (idempotent: servers are shared by the session)."""
-    from pymilvus import MilvusClient
-
-    client = MilvusClient(uri=server.milvus_uri)
-    try:
-        if not client.has_collection(COLLECTION):
-            client.create_collection(COLLECTION, dimension=4)
-    finally:
-        client.close()
-    rows = [{"id": number, "vector": [0.5, 0.5, 0.5, 0.5]} for number in range(5)]
-    (server.bucket / ROWS_FILE).write_text(json.dumps({"rows": rows}))
-
-
 @pytest.fixture(scope="module")
 def dags_folder(airflow_db: Path) -> Iterator[Path]:
     """
@@ -607,7 +594,7 @@ def dags_folder(airflow_db: Path) -> Iterator[Path]:
 
 @pytest.fixture(scope="module")
 def sensor_dags(dags_folder: Path, local_server: Any) -> Iterator[SensorDags]:
-    prepare_collection(local_server)
+    prepare_rows(local_server, COLLECTION, ROWS_FILE)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(
             "AIRFLOW_CONN_MILVUS_SENSOR_LOCAL",
@@ -739,7 +726,7 @@ def test_sentinel_token_leaks_nowhere(
 
     from tests.conftest import SENTINEL_TOKEN
 
-    prepare_collection(secured_local_server)
+    prepare_rows(secured_local_server, COLLECTION, ROWS_FILE)
     url = secured_local_server.url
     monkeypatch.setenv(
         "AIRFLOW_CONN_MILVUS_SECURED",

@@ -39,6 +39,7 @@ from airflow_milvus_import.exceptions import (
 )
 from airflow_milvus_import.models import ImportJobProgress
 from airflow_milvus_import.triggers.milvus_import import MilvusImportJobTrigger
+from tests.conftest import prepare_rows
 
 TRIGGER_PATH = "airflow_milvus_import.triggers.milvus_import.MilvusImportJobTrigger"
 
@@ -827,22 +828,9 @@ class LocalJobs:
         return MilvusImportJobTrigger(job_ids, milvus_import_conn_id=self.conn_id, **kwargs)
 
 
-def prepare_collection(server: Any, collection: str, file_name: str) -> None:
-    from pymilvus import MilvusClient
-
-    client = MilvusClient(uri=server.milvus_uri)
-    try:
-        if not client.has_collection(collection):
-            client.create_collection(collection, dimension=4)
-    finally:
-        client.close()
-    rows = [{"id": number, "vector": [0.1, 0.2, 0.3, 0.4]} for number in range(5)]
-    (server.bucket / file_name).write_text(json.dumps({"rows": rows}))
-
-
 @pytest.fixture(scope="module")
 def local_jobs(local_server: Any) -> Iterator[LocalJobs]:
-    prepare_collection(local_server, COLLECTION, "trigger_rows.json")
+    prepare_rows(local_server, COLLECTION, "trigger_rows.json")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(
             "AIRFLOW_CONN_MILVUS_LOCAL", json.dumps({"conn_type": "milvus_import", "host": local_server.url})

@@ -24,13 +24,15 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from tests.conftest import prepare_rows
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
+    from pathlib import Path
 
 #: the seed of the server's fault injection and of the plan (outcomes, durations)
 CHAOS_SEED = 20251122
@@ -408,21 +410,6 @@ class ChaosRun:
 # ---- servers and set-up -------------------------------------------------------------------------------
 
 
-def prepare(server: Any) -> None:
-    """The two collections and the 5-row file every job imports (idempotent)."""
-    from pymilvus import MilvusClient
-
-    client = MilvusClient(uri=server.milvus_uri)
-    try:
-        for name in (COLLECTION, STALLED_COLLECTION):
-            if not client.has_collection(name):
-                client.create_collection(name, dimension=4)
-    finally:
-        client.close()
-    rows = [{"id": number, "vector": [0.1, 0.2, 0.3, 0.4]} for number in range(ROWS_PER_JOB)]
-    (Path(server.bucket) / ROWS_FILE).write_text(json.dumps({"rows": rows}))
-
-
 def start_chaos_server(
     root: Path, *, rate_limit: float, token: str | None = None, seed: int = CHAOS_SEED
 ) -> Any:
@@ -444,7 +431,7 @@ def start_chaos_server(
         startup_timeout=180.0,
     )
     server.start()
-    prepare(server)
+    prepare_rows(server, (COLLECTION, STALLED_COLLECTION), ROWS_FILE, ROWS_PER_JOB)
     return server
 
 
