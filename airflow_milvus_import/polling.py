@@ -677,14 +677,14 @@ class SharedPoller:
         finally:
             await self._shutdown()
 
-    def _cancel_pending(self) -> None:
+    def _end_pending(self, error: Exception | None = None) -> None:
+        """End the queued waits' requests: cancelled, or with ``error`` as their answer."""
         for _, _, request in self._heap:
-            request.future.cancel()
-        self._heap.clear()
-
-    def _fail_pending(self, error: Exception) -> None:
-        for _, _, request in self._heap:
-            if not request.done:
+            if request.done:
+                continue
+            if error is None:
+                request.future.cancel()
+            else:
                 request.future.set_exception(error)
         self._heap.clear()
 
@@ -907,7 +907,7 @@ class SharedPoller:
         self.closed = True
         for background in list(self._background):
             background.cancel()
-        self._cancel_pending()
+        self._end_pending()
         task = self._task
         if task is not None and not task.done():
             task.cancel()
@@ -916,7 +916,7 @@ class SharedPoller:
     async def _shutdown(self) -> None:
         self.closed = True
         # Only a loop that died of a bug still has waits queued (stop() cancels them first).
-        self._fail_pending(RuntimeError(f"the Milvus import poller of {self.key} stopped"))
+        self._end_pending(RuntimeError(f"the Milvus import poller of {self.key} stopped"))
         background = list(self._background)
         for task in background:
             task.cancel()

@@ -16,7 +16,7 @@ import math
 import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -665,24 +665,25 @@ def _request(
     database = db_name or settings.db_name
     if database:
         body["dbName"] = database
+    header_safe = not database or _header_safe(database)
     request = ApiRequest(
         route=route,
         url=settings.url(route),
-        headers={},
+        headers=build_headers(settings, db_name=database) if header_safe else {},
         body=body,
         job_id=job_id,
         collection_name=collection_name,
         idempotent=idempotent,
         secrets=(*settings.secrets, *(secret for secret in extra_secrets if secret)),
     )
-    if database and not _header_safe(database):
+    if not header_safe:
         raise _error(
             MilvusImportRequestError,
             request,
             "was not sent",
             f"db_name {database!r} has characters an HTTP header (DB-Name) cannot carry (ASCII only)",
         )
-    return replace(request, headers=build_headers(settings, db_name=database))
+    return request
 
 
 def build_create_request(
