@@ -86,7 +86,10 @@ class MilvusImportPermissionError(MilvusImportError):
 
 
 class MilvusImportNotFoundError(MilvusImportError):
-    """The job or the collection does not exist (code 2100 "does not exist" / "parse job id failed", 100)."""
+    """
+    The job or the collection does not exist (code 2100 / 2101 "does not exist" or "not found", 2100
+    "parse job id failed" on Milvus 2.5 / 2.6, 100).
+    """
 
 
 class MilvusImportRouteNotFoundError(MilvusImportNotFoundError):
@@ -99,6 +102,20 @@ class MilvusImportRouteNotFoundError(MilvusImportNotFoundError):
 
 class MilvusImportRequestError(MilvusImportError):
     """The server rejected the request as invalid (codes 1801, 1802, 1100, limits, other non-zero codes)."""
+
+
+class MilvusImportJobLimitError(MilvusImportError):
+    """
+    The server refused a new import job because too many are running or pending ("The number of jobs has
+    reached the limit, please try again later": Milvus code 2100, 2101 on 3.x).
+
+    The server checks this before it records a job, so ``create`` is retried with backoff (within the
+    hook's ``max_retries``); this is raised when the retries run out. Wait for running imports to end,
+    import many files in one job rather than one job per file, or raise the server's limit (Milvus:
+    ``dataCoord.import.maxImportJobNum``, 1024 by default).
+    """
+
+    transient = True
 
 
 class MilvusImportRateLimitError(MilvusImportError):

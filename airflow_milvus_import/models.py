@@ -1,18 +1,21 @@
 """Import-job states and progress records, and turning the servers' JSON into them. No I/O.
 
-Every variant the servers send is normalised here (see ``shared/milvus-import-api.md``): ``jobId`` or
+Every variant the servers send is normalised here (see ``docs/milvus-import-api.md``): ``jobId`` or
 ``jobID``, ids as numbers or strings, ``reason`` missing, ``""``, ``null`` or ``errorMessage``,
 ``Importing`` vs ``InProgress``, ``""`` times, integer percent vs the legacy fraction ``readyPercentage``,
-and Milvus' Go-rendered file lists such as ``"[id.npy vec.npy]"``.
+Milvus' Go-rendered file lists such as ``"[id.npy vec.npy]"`` and Milvus 2.4.0-2.4.4's protobuf text
+``id:449839014328146740 paths:"/8ca4.../1.parquet"``, and file states this package does not know (kept by
+their own name, never an end).
 """
 
 from __future__ import annotations
 
 import enum
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import pendulum
 from pendulum import DateTime
@@ -23,8 +26,10 @@ __all__ = [
     "ImportJobProgress",
     "ImportJobState",
     "ImportJobSummary",
+    "file_display_name",
     "parse_job_id",
     "parse_time",
+    "protobuf_file_paths",
     "split_file_name",
 ]
 
@@ -87,10 +92,17 @@ _JOB_STATE_ALIASES: dict[str, ImportJobState] = {
 
 
 class ImportFileState(str, enum.Enum):
-    """The state of one file (or column set) of an import job."""
+    """
+    The state of one file (or column set) of an import job.
+
+    ``Retry`` (newest Milvus, ``ImportTaskStateV2``) is a file the server is importing again: not an end.
+    A state this package does not know is ``UNKNOWN``; :attr:`ImportFileProgress.state_name` keeps the
+    server's word for it.
+    """
 
     PENDING = "Pending"
     IN_PROGRESS = "InProgress"
+    RETRY = "Retry"
     COMPLETED = "Completed"
     FAILED = "Failed"
     UNKNOWN = "None"
@@ -117,6 +129,8 @@ _FILE_STATE_ALIASES: dict[str, ImportFileState] = {
     "importing": ImportFileState.IN_PROGRESS,
     "preimporting": ImportFileState.IN_PROGRESS,
     "importrunning": ImportFileState.IN_PROGRESS,
+    "retry": ImportFileState.RETRY,
+    "retrying": ImportFileState.RETRY,
     "completed": ImportFileState.COMPLETED,
     "importcompleted": ImportFileState.COMPLETED,
     "failed": ImportFileState.FAILED,
@@ -155,8 +169,60 @@ def parse_time(value: Any) -> DateTime | None:
     return None
 
 
+# Milvus 2.4.0-2.4.4 render a file as its ImportFile message in protobuf text format:
+# ``id:449839014328146740 paths:"/8ca44f28-.../1.parquet"`` (one ``paths:"..."`` per file of a set).
+_PROTOBUF_PATH: Final = re.compile(r'(?:^|\s)paths:\s*"((?:[^"\\]|\\.)*)"')
+_PROTOBUF_ID: Final = re.compile(r"^id:\s*-?\d+(?:\s|$)")
+_PROTOBUF_ESCAPES: Final = {"n": "\n", "r": "\r", "t": "\t", '"': '"', "'": "'", "\\": "\\"}
+
+
+def _protobuf_string(text: str) -> str:
+    """A protobuf text-format string literal's content, unescaped (``\\"``, ``\\\\``, octal bytes...)."""
+    if "\\" not in text:
+        return text
+    out = bytearray()
+    index = 0
+    while index < len(text):
+        char = text[index]
+        if char == "\\" and index + 1 < len(text):
+            following = text[index + 1]
+            octal = re.match(r"[0-7]{1,3}", text[index + 1 :])
+            if octal:
+                out.append(int(octal.group(0), 8) & 0xFF)
+                index += 1 + len(octal.group(0))
+                continue
+            hexa = re.match(r"x([0-9a-fA-F]{1,2})", text[index + 1 :])
+            if hexa:
+                out.append(int(hexa.group(1), 16))
+                index += 1 + len(hexa.group(0))
+                continue
+            out.extend(_PROTOBUF_ESCAPES.get(following, following).encode("utf-8"))
+            index += 2
+            continue
+        out.extend(char.encode("utf-8"))
+        index += 1
+    return out.decode("utf-8", errors="replace")
+
+
+def protobuf_file_paths(text: str) -> tuple[str, ...] | None:
+    """
+    The paths of Milvus 2.4.0-2.4.4's protobuf-text ``fileName`` (``id:4498... paths:"/a/1.parquet"``),
+    or None when ``text`` is not in that form.
+    """
+    stripped = text.strip()
+    if not (_PROTOBUF_ID.match(stripped) or stripped.startswith("paths:")):
+        return None
+    paths = tuple(_protobuf_string(match) for match in _PROTOBUF_PATH.findall(stripped))
+    return tuple(path for path in paths if path) or None
+
+
 def split_file_name(value: Any) -> tuple[str, ...]:
-    """The files behind a detail's ``fileName``: ``"[id.npy vec.npy]"`` -> ``("id.npy", "vec.npy")``."""
+    """
+    The files behind a detail's ``fileName``: ``"[id.npy vec.npy]"`` -> ``("id.npy", "vec.npy")``;
+    Milvus 2.4.0-2.4.4's ``'id:4498... paths:"/a/1.parquet"'`` -> ``("/a/1.parquet",)``.
+
+    Go's ``[a b]`` rendering does not quote, so a path with a space in it comes back as two.
+    """
     if isinstance(value, (list, tuple)):
         return tuple(str(item) for item in value if str(item))
     if not isinstance(value, str):
@@ -164,7 +230,28 @@ def split_file_name(value: Any) -> tuple[str, ...]:
     text = value.strip()
     if text.startswith("[") and text.endswith("]"):
         return tuple(part for part in text[1:-1].split() if part)
+    paths = protobuf_file_paths(text)
+    if paths is not None:
+        return paths
     return (text,) if text else ()
+
+
+def file_display_name(value: Any) -> str:
+    """
+    A detail's ``fileName`` as shown to users: as the server sent it, except Milvus 2.4.0-2.4.4's protobuf
+    text, shown as later Milvus versions name the same file (``"[/a/1.parquet]"``).
+    """
+    if isinstance(value, str):
+        paths = protobuf_file_paths(value)
+        return value if paths is None else "[" + " ".join(paths) + "]"
+    if isinstance(value, (list, tuple)):
+        return " ".join(split_file_name(value))
+    return ""
+
+
+def _state_name(value: Any) -> str:
+    """A state word as the server sent it (for showing a state this package does not know)."""
+    return value.strip()[:100] if isinstance(value, str) else ""
 
 
 def _int(value: Any) -> int:
@@ -229,8 +316,12 @@ class ImportFileProgress:
     """
     Progress of one file (or column set) of an import job.
 
-    :param file_name: the name as the server gave it (``"[a.parquet]"`` on Milvus).
+    :param file_name: the name as the server gave it (``"[a.parquet]"`` on Milvus; Milvus 2.4.0-2.4.4's
+        protobuf text ``id:... paths:"/a/1.parquet"`` becomes ``"[/a/1.parquet]"``, the later form).
     :param files: the file paths behind it.
+    :param state: the file's state; ``UNKNOWN`` for a word this package does not know.
+    :param state_name: the server's word for the state (``"Retry"``, or a state newer than this package);
+        ``""`` when the server sent none. :attr:`state_label` shows it.
     """
 
     file_name: str
@@ -242,16 +333,25 @@ class ImportFileProgress:
     total_rows: int = 0
     complete_time: DateTime | None = None
     reason: str = ""
+    state_name: str = ""
+
+    @property
+    def state_label(self) -> str:
+        """The state as shown to users: the server's own word for a state this package does not know."""
+        if self.state is ImportFileState.UNKNOWN and self.state_name:
+            return self.state_name
+        return self.state.value
 
     @classmethod
     def from_wire(cls, raw: Mapping[str, Any]) -> ImportFileProgress:
         name = raw.get("fileName", raw.get("file_name", ""))
         files = split_file_name(name)
         return cls(
-            file_name=name if isinstance(name, str) else " ".join(files),
+            file_name=file_display_name(name),
             files=files,
             file_size=_int(raw.get("fileSize")),
             state=ImportFileState.from_wire(raw.get("state")),
+            state_name=_state_name(raw.get("state")),
             progress=_percent(raw) or 0,
             imported_rows=_int(raw.get("importedRows")),
             total_rows=_int(raw.get("totalRows")),
@@ -265,7 +365,7 @@ class ImportFileProgress:
             "file_name": self.file_name,
             "files": list(self.files),
             "file_size": self.file_size,
-            "state": self.state.value,
+            "state": self.state_label,
             "progress": self.progress,
             "imported_rows": self.imported_rows,
             "total_rows": self.total_rows,
@@ -281,6 +381,7 @@ class ImportFileProgress:
             files=tuple(data.get("files") or ()),
             file_size=_int(data.get("file_size")),
             state=ImportFileState.from_wire(data.get("state")),
+            state_name=_state_name(data.get("state")),
             progress=_int(data.get("progress")),
             imported_rows=_int(data.get("imported_rows")),
             total_rows=_int(data.get("total_rows")),

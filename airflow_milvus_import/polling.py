@@ -824,14 +824,7 @@ class SharedPoller:
                 new += 1
                 if job_id in wanted:
                     found[job_id] = record
-            if (
-                not settings.is_zilliz
-                or not records
-                or new == 0
-                or len(found) == len(wanted)
-                or (total is not None and len(seen) >= total)
-                or (total is None and len(records) < protocol.ZILLIZ_PAGE_SIZE)
-            ):
+            if new == 0 or len(found) == len(wanted) or protocol.is_last_list_page(settings, data, records):
                 break
             if total is not None:
                 # Stop paging once describing the jobs still missing is cheaper than the remaining pages.

@@ -4,7 +4,7 @@ The wire format of the Milvus / Zilliz Cloud bulk-import REST API, with no I/O (
 This module is the one place that knows routes, request bodies, headers, the success and error envelopes
 and how failures map to the exceptions of :mod:`airflow_milvus_import.exceptions`. The hook adds only the
 transport (``requests`` / ``httpx``), retries and authentication on top; both its sync and async paths
-build their requests and read their answers here. See ``shared/milvus-import-api.md`` for the behaviour
+build their requests and read their answers here. See ``docs/milvus-import-api.md`` for the behaviour
 of real servers this follows.
 """
 
@@ -27,6 +27,7 @@ from airflow_milvus_import.exceptions import (
     MilvusImportConnectError,
     MilvusImportConnectionError,
     MilvusImportError,
+    MilvusImportJobLimitError,
     MilvusImportNotFoundError,
     MilvusImportPermissionError,
     MilvusImportRateLimitError,
@@ -56,6 +57,7 @@ __all__ = [
     "build_list_request",
     "build_progress_request",
     "connection_error",
+    "is_last_list_page",
     "normalize_files",
     "normalize_job_id",
     "normalize_options",
@@ -696,13 +698,15 @@ def build_create_request(
     options: Mapping[str, Any] | None = None,
     object_urls: Any = None,
     storage_credentials: Mapping[str, Any] | None = None,
+    volume_name: str | None = None,
 ) -> ApiRequest:
     """
     ``create``: start an import job.
 
     On Milvus the data is ``files`` (paths in Milvus' bucket); on Zilliz Cloud ``files`` or
     ``object_urls`` are sent as ``objectUrls``, with ``storage_credentials`` (``access_key``,
-    ``secret_key``, ``token``) when the bucket needs them.
+    ``secret_key``, ``token``) when the bucket needs them. With ``volume_name`` (Zilliz Cloud), ``files``
+    are paths inside that volume, sent as ``dataPaths`` with ``volumeName`` and no credentials.
 
     :raises MilvusImportRequestError: invalid arguments, before anything is sent.
     """
@@ -710,6 +714,19 @@ def build_create_request(
     assert collection is not None
     database = _text_arg("db_name", db_name, required=False)
     partition = _text_arg("partition_name", partition_name, required=False)
+    volume = _text_arg("volume_name", volume_name, required=False)
+    if volume is not None:
+        return _volume_create_request(
+            settings,
+            collection,
+            volume,
+            files if files is not None else object_urls,
+            db_name=database,
+            partition_name=partition,
+            options=options,
+            object_urls_given=object_urls is not None,
+            credentials_given=bool(_storage_credentials(storage_credentials)),
+        )
     if files is not None and object_urls is not None:
         raise MilvusImportRequestError(
             f"Milvus import into collection '{collection}': pass files or object_urls, not both",
@@ -750,6 +767,61 @@ def build_create_request(
         collection_name=collection,
         idempotent=False,
         extra_secrets=credentials.values(),
+    )
+
+
+def _volume_create_request(
+    settings: ConnectionSettings,
+    collection: str,
+    volume: str,
+    files: Any,
+    *,
+    db_name: str | None,
+    partition_name: str | None,
+    options: Mapping[str, Any] | None,
+    object_urls_given: bool,
+    credentials_given: bool,
+) -> ApiRequest:
+    """``create`` from a Zilliz Cloud volume: ``volumeName`` + ``dataPaths``, no storage credentials."""
+    where = f"Milvus import into collection '{collection}' from volume '{volume}'"
+    if not settings.is_zilliz:
+        raise MilvusImportRequestError(
+            f"{where}: volume_name is for Zilliz Cloud volumes (the connection has no cluster_id); "
+            "self-hosted Milvus reads files from its own bucket",
+            collection_name=collection,
+        )
+    if object_urls_given:
+        raise MilvusImportRequestError(
+            f"{where}: with volume_name give files (paths inside the volume), not object_urls",
+            collection_name=collection,
+        )
+    if credentials_given:
+        raise MilvusImportRequestError(
+            f"{where}: a volume needs no storage_credentials (Zilliz Cloud manages its storage)",
+            collection_name=collection,
+        )
+    if files is None:
+        raise MilvusImportRequestError(
+            f"{where}: files is missing: give the paths inside the volume to import",
+            collection_name=collection,
+        )
+    groups = normalize_files(files, argument="files", collection_name=collection)
+    for position, group in enumerate(groups):
+        for path in group:
+            if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", path):
+                raise MilvusImportRequestError(
+                    f"{where}: files[{position}] {path!r} is a URL; with volume_name, files are paths "
+                    "inside the volume (e.g. 'folder/1.parquet')",
+                    collection_name=collection,
+                )
+    body: dict[str, Any] = {"collectionName": collection, "volumeName": volume, "dataPaths": groups}
+    if partition_name:
+        body["partitionName"] = partition_name
+    normalized_options = normalize_options(options, collection_name=collection)
+    if normalized_options:
+        body["options"] = normalized_options
+    return _request(
+        settings, ROUTE_CREATE, body, db_name=db_name, collection_name=collection, idempotent=False
     )
 
 
@@ -898,6 +970,10 @@ _NOT_FOUND_CODES: Final = frozenset({100, 200, 800})
 _RATE_LIMIT_CODES: Final = frozenset({4, 8, 1807})
 _UNAVAILABLE_CODES: Final = frozenset({1, 2, 12, 1002})
 _TIMEOUT_CODES: Final = frozenset({10001})
+#: ErrImportFailed (2100) and, on Milvus 3.x, ErrImportSysFailed (2101, "... failed on server side")
+_IMPORT_FAILED_CODES: Final = frozenset({2100, 2101})
+#: the job-count back-pressure of ``create`` (datacoord ``ValidateMaxImportJobExceed``)
+_JOB_LIMIT_TEXT: Final = "number of jobs has reached the limit"
 
 
 def _error_for_code(
@@ -943,11 +1019,34 @@ def _error_for_code(
             code=code,
             http_status=http_status,
         )
-    if code == 2100 and (
-        "does not exist" in lowered or "parse job id failed" in lowered or "not found" in lowered
+    if code in _IMPORT_FAILED_CODES and _JOB_LIMIT_TEXT in lowered:
+        return _error(
+            MilvusImportJobLimitError,
+            request,
+            "was refused: the server's limit of import jobs running or pending is reached. Wait for running "
+            "imports to end, import many files in one job instead of one job per file, or raise the "
+            "server's limit (Milvus: dataCoord.import.maxImportJobNum)",
+            detail,
+            code=code,
+            http_status=http_status,
+        )
+    if code in _IMPORT_FAILED_CODES and (
+        "does not exist" in lowered
+        or "not found" in lowered
+        or (code == 2100 and "parse job id failed" in lowered)
     ):
         what = "not found" if request.job_id else "failed: job not found"
         return _error(MilvusImportNotFoundError, request, what, detail, code=code, http_status=http_status)
+    if "parse job id failed" in lowered:
+        # Milvus 3.x: code 1100 (invalid parameter); the job id is not one the server can read.
+        return _error(
+            MilvusImportRequestError,
+            request,
+            "was refused: the server cannot read the job id (self-hosted Milvus ids are numbers)",
+            detail,
+            code=code,
+            http_status=http_status,
+        )
     if code in _NOT_FOUND_CODES or "collection not found" in lowered or "database not found" in lowered:
         return _error(
             MilvusImportNotFoundError,
@@ -1199,14 +1298,15 @@ def connection_error(request: ApiRequest, reason: str, *, request_sent: bool) ->
 def is_retryable(request: ApiRequest, error: BaseException) -> bool:
     """
     Whether to retry ``request`` after ``error``: transient errors only, and for a non-idempotent request
-    (``create``) only where the server cannot have started anything (no connection, 429, 503, or a code
-    that says the request was refused before any work).
+    (``create``) only where the server cannot have started anything (no connection, 429, 503, the job-count
+    back-pressure, which Milvus checks before recording a job, or a code that says the request was refused
+    before any work).
     """
     if not isinstance(error, MilvusImportError) or not error.transient:
         return False
     if request.idempotent:
         return True
-    if isinstance(error, (MilvusImportConnectError, MilvusImportRateLimitError)):
+    if isinstance(error, (MilvusImportConnectError, MilvusImportRateLimitError, MilvusImportJobLimitError)):
         return True
     if error.http_status == 503:
         return True
@@ -1257,6 +1357,38 @@ def parse_list_page(
     return [record for record in records if isinstance(record, Mapping)], total
 
 
+def is_last_list_page(
+    settings: ConnectionSettings,
+    data: Mapping[str, Any],
+    records: Sequence[Any],
+    *,
+    page_size: int = ZILLIZ_PAGE_SIZE,
+) -> bool:
+    """
+    Whether a ``list`` answer is the last page: always on self-hosted Milvus (no paging); on Zilliz Cloud
+    when the page is empty or short.
+
+    A page is short when it holds fewer records than were asked for, or than the ``pageSize`` the answer
+    reports when the server pages by less. ``count`` alone never ends a listing: the Zilliz docs call it
+    the "total number of records listed in this response", which a server may mean per page, and stopping
+    on it would drop every page after a full first one.
+
+    :param page_size: the ``pageSize`` the request asked for.
+    """
+    if not settings.is_zilliz or not records:
+        return True
+    size = page_size
+    reported = data.get("pageSize")
+    if isinstance(reported, (int, float, str)) and not isinstance(reported, bool):
+        try:
+            served = int(float(reported))
+        except ValueError:
+            served = 0
+        if 0 < served < size:
+            size = served
+    return len(records) < size
+
+
 def route_missing(error: BaseException) -> bool:
     """Whether ``error`` says the route does not exist (the server is older or differently flavoured)."""
     return isinstance(error, MilvusImportRouteNotFoundError)
@@ -1267,8 +1399,9 @@ class ListPager:
     The requests of one listing and the jobs they gave, without I/O.
 
     Self-hosted Milvus answers in one request. Zilliz Cloud pages (``pageSize`` 100, ``currentPage`` 1..);
-    the listing stops when ``count`` jobs are in, on an empty or short page, or on a page with no job not
-    seen before (a server that ignores paging, or pages shifted by new jobs), and after ``max_pages``.
+    the listing stops on an empty or short page (see :func:`is_last_list_page`), on a page with no job not
+    seen before (a server that ignores paging, or pages shifted by new jobs), and after ``max_pages``;
+    never on ``count`` alone (the Zilliz docs call it the number of records "in this response").
 
     :param settings: where and how to ask.
     :param collection_name: only jobs of this collection.
@@ -1334,11 +1467,8 @@ class ListPager:
             self._jobs.append(job)
             new += 1
         if (
-            not self.settings.is_zilliz
-            or not records
-            or new == 0
-            or (self.total is not None and len(self._jobs) >= self.total)
-            or (self.total is None and len(records) < self.page_size)
+            new == 0
+            or is_last_list_page(self.settings, data, records, page_size=self.page_size)
             or self.pages >= self.max_pages
         ):
             self._done = True

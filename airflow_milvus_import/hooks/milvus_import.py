@@ -20,6 +20,7 @@ from airflow_milvus_import import polling, protocol
 from airflow_milvus_import.exceptions import (
     MilvusImportConnectionError,
     MilvusImportError,
+    MilvusImportJobLimitError,
     MilvusImportRateLimitError,
     MilvusImportRequestError,
     MilvusImportRouteNotFoundError,
@@ -252,8 +253,10 @@ class MilvusImportHook(BaseHook):
     ``httpx.AsyncClient`` (created on first use, closed by :meth:`aclose`). Every call has a timeout
     (30 s by default) and is retried with exponential backoff and jitter on transient failures only
     (connection errors, timeouts, 5xx, 408, 429 honouring ``Retry-After``); ``create`` is retried only
-    where the server cannot have started a job. The token is registered with Airflow's secrets masker
-    and never appears in a repr, a log line or an exception message.
+    where the server cannot have started a job (no connection made, 429, 503, and the server's job-count
+    back-pressure, waiting ``retry_max_wait`` between tries, then
+    :class:`~airflow_milvus_import.exceptions.MilvusImportJobLimitError`). The token is registered with
+    Airflow's secrets masker and never appears in a repr, a log line or an exception message.
 
     Every request, sync or async, first takes a token from its endpoint's rate budget
     (:class:`~airflow_milvus_import.polling.RateBudget`), shared by every hook and trigger of the process:
@@ -461,6 +464,9 @@ class MilvusImportHook(BaseHook):
         error = retry_state.outcome.exception() if retry_state.outcome is not None else None
         if isinstance(error, MilvusImportRateLimitError) and error.retry_after is not None:
             delay = max(delay, min(error.retry_after, self.retry_after_cap))
+        if isinstance(error, MilvusImportJobLimitError):
+            # Room for a new job comes when running jobs end (seconds to minutes), not in milliseconds.
+            delay = max(delay, self.retry_max_wait / 2 + random.uniform(0, self.retry_max_wait / 2))
         return float(delay)
 
     def _retry_kwargs(self, request: ApiRequest, attempts: int) -> dict[str, Any]:
@@ -708,6 +714,7 @@ class MilvusImportHook(BaseHook):
         options: Mapping[str, Any] | None = None,
         object_urls: Sequence[Sequence[str]] | Sequence[str] | None = None,
         storage_credentials: Mapping[str, str] | None = None,
+        volume_name: str | None = None,
     ) -> str:
         """
         Start an import job and return its id.
@@ -723,7 +730,12 @@ class MilvusImportHook(BaseHook):
         :param object_urls: Zilliz Cloud object URLs (instead of ``files``).
         :param storage_credentials: Zilliz Cloud: ``access_key``, ``secret_key`` and ``token`` for the
             bucket (take them from an Airflow connection, never from plain task arguments).
+        :param volume_name: Zilliz Cloud: import from this volume (Zilliz-managed storage); ``files`` are
+            then paths inside it (``"folder/1.parquet"``), sent as ``dataPaths`` with ``volumeName`` and no
+            ``object_urls`` or credentials.
         :raises MilvusImportRequestError: invalid arguments, before anything is sent.
+        :raises MilvusImportJobLimitError: the server's limit of running jobs was still reached after the
+            retries (nothing was created).
         """
         settings = self.get_settings()
         request = protocol.build_create_request(
@@ -735,15 +747,17 @@ class MilvusImportHook(BaseHook):
             options=options,
             object_urls=object_urls,
             storage_credentials=storage_credentials,
+            volume_name=volume_name,
         )
         _mask(request.secrets)
         data = self._call(request, settings)
         job_id = protocol.parse_create_response(request, data)
         self.log.info(
-            "Created Milvus import job %s for collection '%s' at %s",
+            "Created Milvus import job %s for collection '%s' at %s%s",
             job_id,
             request.collection_name,
             settings.base_url,
+            f" from volume '{request.body['volumeName']}'" if "volumeName" in request.body else "",
         )
         return job_id
 
