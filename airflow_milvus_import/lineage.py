@@ -11,9 +11,11 @@ One identity for a collection, shared by both:
 
 The files an import reads become OpenLineage input datasets named as the OpenLineage naming spec and
 Airflow's own file / object-storage converters name them: ``s3://{bucket}`` + key, ``gs://{bucket}`` +
-path, ``file`` + absolute path. Self-hosted Milvus names files relative to its object-storage bucket, which
-the client cannot see: set the connection extra ``bucket_url`` (``s3://my-bucket``, ``file:///srv/bucket``)
-so these inputs join the datasets of the task that wrote the files.
+path, ``file`` + absolute path; a file of a Zilliz Cloud volume is ``zilliz-volume://{volume_name}`` + its
+path inside the volume (a volume belongs to a project, not to a cluster, so the cluster is not part of
+it). Self-hosted Milvus names files relative to its object-storage bucket, which the client cannot see:
+set the connection extra ``bucket_url`` (``s3://my-bucket``, ``file:///srv/bucket``) so these inputs join
+the datasets of the task that wrote the files.
 
 Importing this module is cheap (standard library only). Airflow's asset class and the OpenLineage provider
 are imported inside the functions that need them: the provider works without
@@ -44,6 +46,7 @@ __all__ = [
     "MILVUS_ASSET_SCHEME",
     "RUN_FACET_NAME",
     "ZILLIZ_ASSET_SCHEME",
+    "ZILLIZ_VOLUME_SCHEME",
     "CollectionRef",
     "LineageTarget",
     "asset_event_extra",
@@ -75,6 +78,8 @@ RUN_FACET_SCHEMA_URL: Final = "urn:airflow-milvus-import:openlineage:MilvusImpor
 # Milvus' rule for database and collection names: letters, digits and underscores, not starting with a
 # digit, at most 255 characters (a real server may be stricter; it will say so when the job is created).
 _NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}")
+#: the OpenLineage namespace scheme of a Zilliz Cloud volume's files
+ZILLIZ_VOLUME_SCHEME: Final = "zilliz-volume"
 _LOOPBACK_NAMES: Final = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 _S3_HOST: Final = re.compile(
     r"^(?:(?P<bucket>.+)\.)?s3(?:[.-](?:[a-z0-9-]+))?(?:\.dualstack)?(?:\.[a-z0-9-]+)?\.amazonaws\.com(?:\.cn)?$"
@@ -482,10 +487,12 @@ def _from_url(text: str) -> tuple[str, str]:
     return f"{scheme}://{authority}", path.lstrip("/")
 
 
-def file_dataset_id(path: str, target: LineageTarget) -> tuple[str, str]:
+def file_dataset_id(path: str, target: LineageTarget, *, volume_name: str | None = None) -> tuple[str, str]:
     """
     ``(namespace, name)`` of the OpenLineage dataset for one file an import reads.
 
+    * a path inside a Zilliz Cloud volume (``volume_name`` given): ``zilliz-volume://{volume_name}`` and
+      the path;
     * URLs (``s3://``, ``gs://``, object-storage ``https://``, ``file://``): the storage's own naming;
     * an absolute path: a local file of the server's machine (``file`` when it is this machine);
     * a path relative to self-hosted Milvus' bucket: joined to the connection's ``bucket_url`` (a
@@ -493,6 +500,8 @@ def file_dataset_id(path: str, target: LineageTarget) -> tuple[str, str]:
       ``milvus-bucket://{host}:{port}`` (the bucket of that server, whose real location is unknown).
     """
     text = path.strip()
+    if volume_name:
+        return f"{ZILLIZ_VOLUME_SCHEME}://{volume_name.strip()}", text.removeprefix("./").lstrip("/")
     if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", text):
         return _from_url(text)
     bucket = target.bucket_url
@@ -584,6 +593,7 @@ def build_lineage(
     files: Sequence[Sequence[str]] | None = None,
     collection_name: str | None = None,
     db_name: str | None = None,
+    volume_name: str | None = None,
 ) -> Any:
     """
     The OpenLineage view of one or more import jobs: an ``OperatorLineage``.
@@ -600,6 +610,7 @@ def build_lineage(
     :param files: the files as sent (a list of lists), where known.
     :param collection_name: the target collection when no job progress names it.
     :param db_name: the database (default: the connection's, else ``default``).
+    :param volume_name: the Zilliz Cloud volume the files are in (their paths are inside it).
     """
     from airflow.providers.openlineage.extractors import OperatorLineage
     from openlineage.client.event_v2 import InputDataset, OutputDataset
@@ -630,7 +641,7 @@ def build_lineage(
     seen_inputs: set[tuple[str, str]] = set()
     for batch in batches:
         for path in batch:
-            key = file_dataset_id(path, target)
+            key = file_dataset_id(path, target, volume_name=volume_name)
             if key in seen_inputs:
                 continue
             seen_inputs.add(key)
@@ -731,10 +742,13 @@ def asset_event_extra(
     collection_name: str,
     db_name: str | None,
     progress: Mapping[str, Any] | None = None,
+    volume_name: str | None = None,
 ) -> dict[str, Any]:
     """
     The ``extra`` of the asset event an import emits: enough for a downstream DAG to find the job and the
     data (``triggering_asset_events``), and nothing secret.
+
+    :param volume_name: the Zilliz Cloud volume the files came from (then in the extra as ``volume_name``).
     """
     extra: dict[str, Any] = {
         "job_id": job_id,
@@ -745,6 +759,8 @@ def asset_event_extra(
     }
     if target.cluster_id:
         extra["cluster_id"] = target.cluster_id
+    if volume_name:
+        extra["volume_name"] = volume_name
     if progress:
         extra.update(
             {

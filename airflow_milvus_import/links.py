@@ -12,8 +12,10 @@ The "Milvus import job" extra link of the import operator and the sensor.
 * Self-hosted Milvus: the connection extra ``console_link``, a URL template such as an Attu page
   ``http://attu:3000/#/databases/{db_name}/{collection_name}/overview``. Without it the link is empty.
 
-Placeholders: ``{job_id}``, ``{collection_name}``, ``{db_name}``, ``{cluster_id}``; nothing else (in
-particular no credential) can be put in a link. Values are URL-quoted.
+Placeholders: ``{job_id}``, ``{collection_name}``, ``{db_name}``, ``{cluster_id}``, ``{volume_name}`` (the
+Zilliz Cloud volume an import read from); nothing else (in particular no credential) can be put in a link.
+Values are URL-quoted; a template using a placeholder with no value (``{volume_name}`` for an import that
+used no volume) gives no link.
 
 Airflow 3 computes an operator's links on the worker when the task finishes a try (``finalize`` in the
 Task SDK's task runner) and stores each in XCom (key ``_link_MilvusImportJobLink``); the API server only
@@ -51,7 +53,7 @@ log = logging.getLogger(__name__)
 ZILLIZ_CONSOLE_URL: Final = "https://cloud.zilliz.com"
 ZILLIZ_CONSOLE_URL_CN: Final = "https://cloud.zilliz.com.cn"
 #: the placeholders a ``console_link`` template may use
-LINK_PLACEHOLDERS: Final = frozenset({"job_id", "collection_name", "db_name", "cluster_id"})
+LINK_PLACEHOLDERS: Final = frozenset({"job_id", "collection_name", "db_name", "cluster_id", "volume_name"})
 
 _PLACEHOLDER: Final = re.compile(r"\{([^{}]*)\}")
 
@@ -89,10 +91,12 @@ def console_url(
     job_id: str | None,
     collection_name: str | None = None,
     db_name: str | None = None,
+    volume_name: str | None = None,
 ) -> str:
     """
     The console link for a job, from the connection's settings; ``""`` when there is no job or no link.
 
+    :param volume_name: the Zilliz Cloud volume the job imports from, for a template's ``{volume_name}``.
     :raises ValueError: a malformed ``console_link`` template.
     """
     if not job_id:
@@ -102,6 +106,7 @@ def console_url(
         "collection_name": collection_name,
         "db_name": db_name or settings.db_name or "default",
         "cluster_id": settings.cluster_id,
+        "volume_name": volume_name,
     }
     if settings.console_link:
         return render_console_link(settings.console_link, values)
@@ -180,6 +185,7 @@ class MilvusImportJobLink(BaseOperatorLink):
                 job_id=job_ids[0],
                 collection_name=_collection_of(operator, job_ids),
                 db_name=_text(getattr(operator, "db_name", None)),
+                volume_name=_text(getattr(operator, "volume_name", None)),
             )
         except (MilvusImportError, ValueError) as error:
             log.warning("No %r link for connection %r: %s", self.name, conn_id, error)
@@ -199,6 +205,7 @@ def _several_jobs_url(settings: ConnectionSettings, operator: Any, job_ids: list
             "collection_name": _collection_of(operator, job_ids),
             "db_name": _text(getattr(operator, "db_name", None)) or settings.db_name or "default",
             "cluster_id": settings.cluster_id,
+            "volume_name": _text(getattr(operator, "volume_name", None)),
         },
     )
 

@@ -1,4 +1,4 @@
-"""models.py, tested directly: every variant of the shared page normalised into the same records."""
+"""models.py, tested directly: every variant of docs/milvus-import-api.md normalised into the same records."""
 
 from __future__ import annotations
 

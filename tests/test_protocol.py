@@ -362,7 +362,8 @@ def body(payload: object) -> bytes:
 
 DESCRIBE_URL = f"POST {BASE}/v2/vectordb/jobs/import/describe"
 
-# (row, HTTP status, headers, body, expected class, code, text in message) — one per row of the shared page
+# (row, HTTP status, headers, body, expected class, code, text in message): one per row of
+# docs/milvus-import-api.md
 ERROR_ROWS = [
     (
         "body not JSON / wrong type",

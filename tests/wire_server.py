@@ -1,6 +1,6 @@
 """
 A Milvus / Zilliz Cloud import API on 127.0.0.1 for the hook's tests, answering like
-``shared/milvus-import-api.md`` says real servers do.
+``docs/milvus-import-api.md`` says real servers do.
 
 ``FakeImportServer`` is stateful (jobs, collections, paging, auth) and runs on pytest-httpserver; it can
 also be told to answer the next requests of a route with canned responses (faults, error rows the hook
@@ -83,6 +83,7 @@ class FakeJob:
     create_time: str = "2024-04-01T06:10:00Z"
     file_states: list[tuple[str, int, str]] = field(default_factory=list)  # (state, progress, reason)
     options: dict[str, str] = field(default_factory=dict)
+    volume_name: str | None = None
 
 
 class FakeImportServer:
@@ -243,6 +244,8 @@ class FakeImportServer:
             canned = self._canned.get(route) or self._canned.get("*")
             answer = canned.pop(0) if canned else None
         if answer is not None:
+            with suppress(ValueError):
+                seen.body = json.loads(raw)  # what was sent, for tests that check it
             return answer(request) if callable(answer) and not isinstance(answer, Response) else answer
         if (
             request.method != "POST"
@@ -268,6 +271,13 @@ class FakeImportServer:
     def _route_create(self, body: dict[str, Any]) -> Response:
         collection = body.get("collectionName")
         key = "objectUrls" if self.flavour == "zilliz" else "files"
+        if self.flavour == "zilliz" and "volumeName" in body:
+            # "Import data via volume" (Zilliz docs): volumeName + dataPaths, no objectUrls or credentials.
+            if not isinstance(body["volumeName"], str) or not body["volumeName"]:
+                return self.fail(1100, "volumeName is empty: invalid parameter")
+            if any(name in body for name in ("objectUrls", "objectUrl", "accessKey", "secretKey", "token")):
+                return self.fail(1100, "volumeName cannot be combined with objectUrls or credentials")
+            key = "dataPaths"
         if not isinstance(collection, str) or key not in body:
             return self.fail(
                 1802, f"missing required parameters, error: collectionName and {key} are required"
@@ -288,6 +298,8 @@ class FakeImportServer:
         if not files:
             return self.fail(1100, "import request is empty: invalid parameter")
         job_id = self.add_job(collection, files, options=options)
+        if key == "dataPaths":
+            self.jobs[job_id].volume_name = body["volumeName"]
         return self.ok({"jobID" if self.legacy else "jobId": job_id})
 
     def _job(self, body: dict[str, Any]) -> FakeJob | Response:

@@ -211,6 +211,9 @@ class MilvusBulkImportOperator(BaseOperator):
     :param object_urls: Zilliz Cloud: object-storage URLs (``s3://...``, ``gs://...``, ``https://...``) in
         any of the shapes ``files`` accepts; sent as ``objectUrls``. Give ``files`` or ``object_urls``, not
         both. (templated)
+    :param volume_name: Zilliz Cloud: import from this volume (Zilliz-managed storage); ``files`` are then
+        paths inside it (``"folder/1.parquet"``), sent as ``dataPaths``, with no ``object_urls`` and no
+        ``storage_conn_id``. (templated)
     :param storage_conn_id: an Airflow connection holding the object-storage credentials Zilliz Cloud needs
         to read ``object_urls``: login = access key, password = secret key (an ``aws`` connection as is; the
         extras ``aws_access_key_id`` / ``aws_secret_access_key`` / ``aws_session_token`` or ``access_key`` /
@@ -251,6 +254,7 @@ class MilvusBulkImportOperator(BaseOperator):
         "collection_name",
         "files",
         "object_urls",
+        "volume_name",
         "db_name",
         "partition_name",
         "options",
@@ -267,6 +271,7 @@ class MilvusBulkImportOperator(BaseOperator):
         files: FilesArgument | None = None,
         object_urls: FilesArgument | None = None,
         storage_conn_id: str | None = None,
+        volume_name: str | None = None,
         db_name: str | None = None,
         partition_name: str | None = None,
         options: Mapping[str, Any] | str | None = None,
@@ -284,6 +289,7 @@ class MilvusBulkImportOperator(BaseOperator):
         self.files = files
         self.object_urls = object_urls
         self.storage_conn_id = storage_conn_id
+        self.volume_name = volume_name
         self.db_name = db_name
         self.partition_name = partition_name
         self.options = options
@@ -354,6 +360,7 @@ class MilvusBulkImportOperator(BaseOperator):
                 options=options or None,
                 object_urls=object_urls,
                 storage_credentials=credentials,
+                volume_name=self.volume_name or None,
             )
             self._job_id = job_id
             context["ti"].xcom_push(key="job_id", value=job_id)
@@ -503,6 +510,7 @@ class MilvusBulkImportOperator(BaseOperator):
             collection_name=self.collection_name,
             db_name=self.db_name,
             progress=progress,
+            volume_name=_literal(self.volume_name),
         )
         outlet_events = context["outlet_events"]
         for outlet in outlets:
@@ -550,6 +558,7 @@ class MilvusBulkImportOperator(BaseOperator):
             files = self._sent_files
             collection_name: Any = self.collection_name
             db_name: Any = self.db_name
+            volume_name: Any = self.volume_name
         else:
             # A task object that did not run (lineage asked for after the fact): the run's records.
             pulled = pull_xcom(task_instance, self.task_id, "return_value")
@@ -562,6 +571,7 @@ class MilvusBulkImportOperator(BaseOperator):
             files = None  # the jobs' details name them
             collection_name = rendered_value(self, "collection_name", task_instance, rendered)
             db_name = rendered_value(self, "db_name", task_instance, rendered)
+            volume_name = rendered_value(self, "volume_name", task_instance, rendered)
         return build_lineage(
             target,
             jobs=jobs,
@@ -569,6 +579,7 @@ class MilvusBulkImportOperator(BaseOperator):
             files=files,
             collection_name=_literal(collection_name),
             db_name=_literal(db_name),
+            volume_name=_literal(volume_name),
         )
 
     def on_kill(self) -> None:
