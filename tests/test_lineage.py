@@ -230,6 +230,39 @@ def test_build_lineage_reads_files_from_milvus_details_and_reports_no_rows_for_a
     assert lineage.run_facets[RUN_FACET_NAME].jobs[0]["reason"] == "schema mismatch"
 
 
+def test_protobuf_text_file_names_of_milvus_2_4_0_become_their_paths() -> None:
+    # an XCom record from before round 2, when the file name was kept as the server's protobuf text
+    name = 'id:449839014328146740 paths:"/8ca44f28-47f7-40ba-9604-98918afe26d1/1.parquet"'
+    lineage = build_lineage(REMOTE, jobs=[progress("7", "Completed", [detail(name, [], 10, 99)])])
+    assert [(item.namespace, item.name) for item in lineage.inputs] == [
+        ("file://milvus.internal", "/8ca44f28-47f7-40ba-9604-98918afe26d1/1.parquet")
+    ]
+
+
+def test_files_of_a_zilliz_volume() -> None:
+    target = target_from_settings(
+        settings_from_connection("z", "https://api.cloud.zilliz.com", extra={"cluster_id": "in01-abc"})
+    )
+    assert file_dataset_id("folder/1.parquet", target, volume_name="my_volume") == (
+        "zilliz-volume://my_volume",
+        "folder/1.parquet",
+    )
+    assert file_dataset_id("./folder/", target, volume_name="my_volume") == (
+        "zilliz-volume://my_volume",
+        "folder/",
+    )
+    job = progress("job-1", "Completed", [detail("folder/1.parquet", [], 10, 99)], imported_rows=10)
+    sent = build_lineage(target, jobs=[job], files=[["folder/1.parquet"]], volume_name="my_volume")
+    from_details = build_lineage(target, jobs=[job], volume_name="my_volume")
+    for lineage in (sent, from_details):
+        (item,) = lineage.inputs
+        assert (item.namespace, item.name) == ("zilliz-volume://my_volume", "folder/1.parquet")
+        assert item.inputFacets["inputStatistics"].rowCount == 10
+        assert [(output.namespace, output.name) for output in lineage.outputs] == [
+            ("zilliz://in01-abc", "default.books")
+        ]
+
+
 def test_build_lineage_of_several_jobs_has_no_single_external_id() -> None:
     jobs = [
         progress("1", "Completed", [detail("[a]", ["a"], 1, 1)], imported_rows=1),

@@ -99,6 +99,19 @@ def test_console_url_per_deployment() -> None:
     assert console_url(china, job_id="") == ""
 
 
+def test_console_url_of_a_volume_import() -> None:
+    zilliz = settings_from_connection("z", "https://api.cloud.zilliz.com", extra={"cluster_id": "in01-abc"})
+    assert console_url(zilliz, job_id="job-01", volume_name="my_volume") == ZILLIZ_CONSOLE_URL
+    template = "https://cloud.zilliz.com/orgs/o/projects/p/volumes/{volume_name}?job={job_id}"
+    deep = settings_from_connection(
+        "z", "https://api.cloud.zilliz.com", extra={"cluster_id": "in01-abc", "console_link": template}
+    )
+    assert console_url(deep, job_id="job-01", volume_name="my volume") == (
+        "https://cloud.zilliz.com/orgs/o/projects/p/volumes/my%20volume?job=job-01"
+    )
+    assert console_url(deep, job_id="job-01") == "", "no volume, no volume page"
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Registration
 

@@ -123,10 +123,21 @@ class TestStates:
             ("Failed", ImportFileState.FAILED),
             ("None", ImportFileState.UNKNOWN),
             (None, ImportFileState.UNKNOWN),
+            ("Retry", ImportFileState.RETRY),
+            ("Throttled", ImportFileState.UNKNOWN),
         ],
     )
     def test_file_states(self, wire: object, state: ImportFileState) -> None:
         assert ImportFileState.from_wire(wire) is state
+
+    def test_retry_and_unknown_file_states_are_shown_by_name_and_never_end(self) -> None:
+        for word in ("Retry", "Throttled"):
+            detail = ImportFileProgress.from_wire({"fileName": "[a.parquet]", "state": word})
+            assert not detail.state.is_terminal
+            assert detail.state_label == word
+            assert detail.to_dict()["state"] == word
+            assert ImportFileProgress.from_dict(detail.to_dict()).state_label == word
+        assert ImportFileProgress.from_wire({"fileName": "x"}).state_label == "None"
 
 
 class TestHelpers:
@@ -168,10 +179,27 @@ class TestHelpers:
             (None, ()),
             (["x", "y"], ("x", "y")),
             ("[]", ()),
+            # Milvus 2.4.0-2.4.4: the ImportFile message in protobuf text (the Milvus 2.4 docs' example)
+            (
+                'id:449839014328146740 paths:"/8ca44f28-47f7-40ba-9604-98918afe26d1/1.parquet"',
+                ("/8ca44f28-47f7-40ba-9604-98918afe26d1/1.parquet",),
+            ),
+            ('id:1  paths:"c/id.npy"  paths:"c/vec.npy"', ("c/id.npy", "c/vec.npy")),
+            ('id:2 paths:"with space/1.parquet"', ("with space/1.parquet",)),
+            ('id:3 paths:"q\\"uote\\\\s\\303\\251.json"', ('q"uote\\sé.json',)),
+            ("id.npy", ("id.npy",)),
+            ("id:x paths:1", ("id:x paths:1",)),
         ],
     )
     def test_split_file_name(self, wire: object, files: tuple[str, ...]) -> None:
         assert split_file_name(wire) == files
+
+    def test_protobuf_text_file_names_are_shown_in_the_later_form(self) -> None:
+        detail = ImportFileProgress.from_wire(
+            {"fileName": 'id:449839014328146740 paths:"/8ca4/1.parquet"', "state": "Completed"}
+        )
+        assert (detail.file_name, detail.files) == ("[/8ca4/1.parquet]", ("/8ca4/1.parquet",))
+        assert ImportFileProgress.from_wire({"fileName": "[a b]"}).file_name == "[a b]"
 
 
 class TestProgress:

@@ -306,6 +306,57 @@ class TestRequests:
         with pytest.raises(MilvusImportRequestError, match=message):
             protocol.build_create_request(MILVUS, **kwargs)  # type: ignore[arg-type]
 
+    def test_create_from_a_zilliz_volume(self) -> None:
+        # Zilliz docs "Import data via volume"; pymilvus bulk_import(volume_name=, data_paths=)
+        request = protocol.build_create_request(
+            ZILLIZ,
+            "docs",
+            ["json-folder/1.json", ["npy/id.npy", "npy/vec.npy"]],
+            volume_name=" my_volume ",
+            partition_name="p",
+            options={"timeout": 300},
+        )
+        assert request.body == {
+            "collectionName": "docs",
+            "volumeName": "my_volume",
+            "dataPaths": [["json-folder/1.json"], ["npy/id.npy", "npy/vec.npy"]],
+            "partitionName": "p",
+            "options": {"timeout": "300"},
+            "clusterId": "in01-abc",
+        }
+        assert not request.idempotent
+        # an empty volume_name is no volume
+        assert (
+            "objectUrls" in protocol.build_create_request(ZILLIZ, "docs", [["s3://b/a"]], volume_name="").body
+        )
+
+    @pytest.mark.parametrize(
+        ("settings", "kwargs", "message"),
+        [
+            (MILVUS, {"files": [["a"]]}, "volume_name is for Zilliz Cloud volumes"),
+            (
+                ZILLIZ,
+                {"object_urls": [["s3://b/a"]]},
+                "give files \\(paths inside the volume\\), not object_urls",
+            ),
+            (
+                ZILLIZ,
+                {"files": [["a"]], "storage_credentials": {"access_key": "A"}},
+                "needs no storage_credentials",
+            ),
+            (ZILLIZ, {"files": [["s3://b/a.json"]]}, "is a URL"),
+            (ZILLIZ, {}, "files is missing"),
+            (ZILLIZ, {"files": []}, "files is empty"),
+            (ZILLIZ, {"files": [["a"]], "volume_name": 7}, "volume_name must be a string"),
+        ],
+    )
+    def test_create_from_a_volume_rejects_bad_input(
+        self, settings: ConnectionSettings, kwargs: dict[str, object], message: str
+    ) -> None:
+        kwargs = {"volume_name": "v", **kwargs}
+        with pytest.raises(MilvusImportRequestError, match=message):
+            protocol.build_create_request(settings, "docs", **kwargs)  # type: ignore[arg-type]
+
     def test_unknown_storage_credential(self) -> None:
         with pytest.raises(MilvusImportRequestError, match="unknown storage credential 'password'"):
             protocol.build_create_request(ZILLIZ, "docs", [["a"]], storage_credentials={"password": "x"})
@@ -400,6 +451,68 @@ ERROR_ROWS = [
         MilvusImportNotFoundError,
         2100,
         "not found",
+    ),
+    (
+        "unknown job id, Milvus 3.x",
+        200,
+        {},
+        body(
+            {
+                "code": 2101,
+                "message": "import job does not exist, jobID=123: importing data failed on server side",
+            }
+        ),
+        MilvusImportNotFoundError,
+        2101,
+        "Milvus import job 123 not found",
+    ),
+    (
+        "missing job on commit / abort, Milvus 3.x",
+        200,
+        {},
+        body({"code": 2101, "message": "job 123 not found"}),
+        MilvusImportNotFoundError,
+        2101,
+        "Milvus import job 123 not found",
+    ),
+    (
+        "non-numeric job id, Milvus 3.x",
+        200,
+        {},
+        body(
+            {
+                "code": 1100,
+                "message": 'parse job id failed: strconv.ParseInt: parsing "123": invalid syntax: '
+                "invalid parameter",
+            }
+        ),
+        MilvusImportRequestError,
+        1100,
+        "Milvus import job 123 was refused: the server cannot read the job id",
+    ),
+    (
+        "job limit, Milvus 3.x",
+        200,
+        {},
+        body(
+            {
+                "code": 2101,
+                "message": "The number of jobs has reached the limit, please try again later.: "
+                "importing data failed on server side",
+            }
+        ),
+        MilvusImportJobLimitError,
+        2101,
+        "dataCoord.import.maxImportJobNum",
+    ),
+    (
+        "other server-side import failure, Milvus 3.x",
+        200,
+        {},
+        body({"code": 2101, "message": "allocate segment failed: importing data failed on server side"}),
+        MilvusImportRequestError,
+        2101,
+        "rejected by the server",
     ),
     (
         "unknown collection",
@@ -837,6 +950,34 @@ def test_zilliz_shifted_pages_are_deduplicated() -> None:
     pager = protocol.ListPager(ZILLIZ, page_size=2)
     assert run_pager(pager, [page(["a", "b"], 4), page(["b", "c"], 4), page(["d"], 4)]) == [1, 2, 3]
     assert [job.job_id for job in pager.jobs] == ["a", "b", "c", "d"]
+
+
+def test_zilliz_count_per_page_never_ends_a_listing() -> None:
+    # the Zilliz docs call count the "total number of records listed in this response"
+    pager = protocol.ListPager(ZILLIZ, page_size=2)
+    assert run_pager(pager, [page(["a", "b"], 2), page(["c", "d"], 2), page(["e"], 1)]) == [1, 2, 3]
+    assert len(pager.jobs) == 5
+
+
+def test_zilliz_full_last_page_ends_on_the_empty_one() -> None:
+    pager = protocol.ListPager(ZILLIZ, page_size=2)
+    assert run_pager(pager, [page(["a", "b"], 4), page(["c", "d"], 4), page([], 4)]) == [1, 2, 3]
+
+
+def test_zilliz_short_page_ends_even_when_count_says_more() -> None:
+    pager = protocol.ListPager(ZILLIZ, page_size=2)
+    assert run_pager(pager, [page(["a"], 10)]) == [1]
+
+
+def test_a_server_paging_by_less_is_followed_by_its_page_size() -> None:
+    listing = protocol.build_list_request(ZILLIZ, page=1, page_size=100)
+    records = [{"jobId": str(number)} for number in range(30)]
+    assert not protocol.is_last_list_page(ZILLIZ, {"pageSize": 30}, records, page_size=100)
+    assert protocol.is_last_list_page(ZILLIZ, {"pageSize": 30}, records[:29], page_size=100)
+    assert protocol.is_last_list_page(ZILLIZ, {"pageSize": "junk"}, records, page_size=100)
+    assert protocol.is_last_list_page(ZILLIZ, {}, [], page_size=100)
+    assert protocol.is_last_list_page(MILVUS, {}, records, page_size=30)
+    assert listing.body["pageSize"] == 100
 
 
 def test_pager_max_pages() -> None:
