@@ -831,7 +831,7 @@ class SharedPoller:
                 rest = list_cost(max(0, total - len(seen)), zilliz=True)
                 if rest.total > describe_cost(len(wanted) - len(found)).total:
                     break
-        self.server_jobs = total if total is not None else len(seen)
+        self.server_jobs = max(total or 0, len(seen))  # count may be per page (the Zilliz docs say so)
         self._server_jobs_at = time.monotonic()
         return found
 
