@@ -29,6 +29,7 @@ from airflow_milvus_import.exceptions import (
     MilvusImportConnectError,
     MilvusImportConnectionError,
     MilvusImportError,
+    MilvusImportJobLimitError,
     MilvusImportNotFoundError,
     MilvusImportPermissionError,
     MilvusImportRateLimitError,
@@ -558,6 +559,91 @@ def _hook_rows() -> list[Any]:
             requests=0,
         )
     )
+    job_limit = (
+        "The number of jobs has reached the limit, please try again later. If your request is set to only "
+        "import a single file, please consider importing multiple files in one request for better efficiency."
+        ": importing data failed"
+    )
+    add(
+        Row(
+            "too many import jobs running on the server (past the retries)",
+            lambda env: _scripted_create(env, [json_response(envelope(code=2100, message=job_limit))] * 4),
+            MilvusImportJobLimitError,
+            lambda env: (
+                "Milvus import into collection 'docs' was refused: the server's limit of import jobs",
+                "import many files in one job instead of one job per file",
+                "dataCoord.import.maxImportJobNum",
+                env.fake_url("create"),
+                "code 2100: The number of jobs has reached the limit",
+            ),
+            requests=4,
+        )
+    )
+    add(
+        Row(
+            "non-numeric job id on Milvus 3.x (code 1100)",
+            lambda env: _scripted_describe(
+                env,
+                "sync",
+                [
+                    json_response(
+                        envelope(
+                            code=1100,
+                            message='parse job id failed: strconv.ParseInt: parsing "7": invalid syntax: '
+                            "invalid parameter",
+                        )
+                    )
+                ],
+            ),
+            MilvusImportRequestError,
+            lambda env: (
+                "Milvus import job 7 was refused: the server cannot read the job id",
+                env.fake_url("describe"),
+                "code 1100: parse job id failed",
+            ),
+            requests=1,
+        )
+    )
+    for name, kwargs, says in [
+        (
+            "a URL",
+            {"files": [["s3://b/1.json"]]},
+            "files[0] 's3://b/1.json' is a URL; with volume_name, files are",
+        ),
+        (
+            "object_urls",
+            {"object_urls": [["s3://b/1.json"]]},
+            "give files (paths inside the volume), not object_urls",
+        ),
+        (
+            "storage credentials",
+            {
+                "files": [["a.json"]],
+                "storage_credentials": {"access_key": "AK", "secret_key": SENTINEL_TOKEN},
+            },
+            "a volume needs no storage_credentials",
+        ),
+    ]:
+        add(
+            Row(
+                f"volume_name with {name}",
+                lambda env, kwargs=kwargs: _volume_create(env, kwargs),  # type: ignore[misc]
+                MilvusImportRequestError,
+                lambda env, says=says: ("Milvus import into collection 'docs' from volume 'my_volume'", says),  # type: ignore[misc]
+                requests=0,
+            )
+        )
+    add(
+        Row(
+            "volume_name on self-hosted Milvus",
+            lambda env: catch(
+                lambda: env.hook().create_import_job("docs", [["a.json"]], volume_name="my_volume")
+            ),
+            MilvusImportRequestError,
+            lambda env: ("from volume 'my_volume'", "volume_name is for Zilliz Cloud volumes"),
+            requests=0,
+        )
+    )
     return rows
 
 
@@ -569,6 +655,19 @@ def _scripted_describe(
     env.fake.answer_next("*", *(answer() if inspect.isfunction(answer) else answer for answer in answers))
     retries = len(answers) - 1 if max_retries is None else max_retries
     return catch(lambda: call(mode, env.hook(max_retries=retries), "get_import_progress", "7"))
+
+
+def _scripted_create(env: Env, answers: list[Any]) -> BaseException:
+    """``create`` into ``docs`` answered with ``answers`` in turn, at the hook's default ``max_retries``."""
+    env.fake.answer_next("create", *answers)
+    return catch(lambda: env.hook().create_import_job("docs", [["a.parquet"]]))
+
+
+def _volume_create(env: Env, kwargs: dict[str, Any]) -> BaseException:
+    """A volume import on a Zilliz Cloud connection (to the scripted server, which must see nothing)."""
+    connection(env.monkeypatch, "ami_bad_input_zilliz", env.fake.base_url, cluster_id="in01-0123456789abcdef")
+    hook = env.hook("ami_bad_input_zilliz")
+    return catch(lambda: hook.create_import_job("docs", volume_name="my_volume", **kwargs))
 
 
 def _wrong_token(env: Env, mode: str) -> BaseException:
