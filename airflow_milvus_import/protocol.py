@@ -1037,7 +1037,7 @@ def _error_for_code(
     ):
         what = "not found" if request.job_id else "failed: job not found"
         return _error(MilvusImportNotFoundError, request, what, detail, code=code, http_status=http_status)
-    if "parse job id failed" in lowered:
+    if "parse job id failed" in lowered or "expected=int64 jobid" in lowered:
         # Milvus 3.x: code 1100 (invalid parameter); the job id is not one the server can read.
         return _error(
             MilvusImportRequestError,

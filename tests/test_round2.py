@@ -166,7 +166,7 @@ SETTLE_ROWS = [
         "commit",
         {"code": 1100, "message": "invalid parameter[expected=int64 jobId][actual=job-x]"},
         MilvusImportRequestError,
-        "code 1100: invalid parameter[expected=int64 jobId][actual=job-x]",
+        "the server cannot read the job id (self-hosted Milvus ids are numbers)",
     ),
     (
         "abort with a non-numeric id",
@@ -174,7 +174,7 @@ SETTLE_ROWS = [
         "abort",
         {"code": 1100, "message": "invalid parameter[expected=int64 jobId][actual=job-x]"},
         MilvusImportRequestError,
-        "code 1100: invalid parameter[expected=int64 jobId][actual=job-x]",
+        "the server cannot read the job id (self-hosted Milvus ids are numbers)",
     ),
     (
         "commit of a job already Committing or Completed",
