@@ -11,6 +11,7 @@ import pytest
 
 from airflow_milvus_import.local.config import ServerConfig, config_from_args
 from airflow_milvus_import.local.faults import TokenBucket
+from airflow_milvus_import.local.generations import generation
 from airflow_milvus_import.local.importer import Bucket, ImportFileError, PathError, file_kind
 from airflow_milvus_import.local.jobs import (
     FileState,
@@ -27,9 +28,11 @@ from airflow_milvus_import.local.wire import (
     get_int,
     get_path_lists,
     get_string_map,
+    go_parse_duration,
+    go_parse_int64_error,
     go_string_slice,
     parse_body,
-    parse_milvus_job_id,
+    protobuf_text_file,
 )
 
 if TYPE_CHECKING:
@@ -47,7 +50,8 @@ def test_go_string_slice() -> None:
     ("raw", "value"), [("448761313698322011", 448761313698322011), ("007", 7), ("-5", -5)]
 )
 def test_milvus_job_ids_parse_like_strconv(raw: str, value: int) -> None:
-    assert parse_milvus_job_id(raw) == value
+    assert go_parse_int64_error(raw) is None
+    assert int(raw) == value
 
 
 @pytest.mark.parametrize(
@@ -60,12 +64,79 @@ def test_milvus_job_ids_parse_like_strconv(raw: str, value: int) -> None:
     ],
 )
 def test_milvus_job_id_errors(raw: str, reason: str) -> None:
-    with pytest.raises(ApiError) as caught:
-        parse_milvus_job_id(raw)
-    assert caught.value.code == 2100
-    assert caught.value.message == (
-        f'parse job id failed, err=%wstrconv.ParseInt: parsing "{raw}": {reason}: importing data failed'
+    assert go_parse_int64_error(raw) == f'strconv.ParseInt: parsing "{raw}": {reason}'
+
+
+@pytest.mark.parametrize(
+    ("flavour", "code", "message"),
+    [
+        # Milvus 2.4 / 2.5 internal/datacoord/services.go: fmt.Sprint("parse job id failed, err=%w", err)
+        (
+            "2.5",
+            2100,
+            'parse job id failed, err=%wstrconv.ParseInt: parsing "job-abc": invalid syntax'
+            ": importing data failed",
+        ),
+        (
+            "2.4.0",
+            2100,
+            'parse job id failed, err=%wstrconv.ParseInt: parsing "job-abc": invalid syntax'
+            ": importing data failed",
+        ),
+        # 2.6 wraps the error (facts page, "Round 2")
+        (
+            "2.6",
+            2100,
+            'parse job id failed: strconv.ParseInt: parsing "job-abc": invalid syntax: importing data failed',
+        ),
+        # master / 3.x: merr.WrapErrParameterInvalid (facts page, "Round 2")
+        (
+            "3.x",
+            1100,
+            'parse job id failed: strconv.ParseInt: parsing "job-abc": invalid syntax: invalid parameter',
+        ),
+    ],
+)
+def test_bad_job_id_by_generation(flavour: str, code: int, message: str) -> None:
+    error = generation(flavour).bad_job_id('strconv.ParseInt: parsing "job-abc": invalid syntax')
+    assert (error.code, error.message) == (code, message)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("300s", 300.0), ("1.5h", 5400.0), ("1h30m", 5400.0), ("0", 0.0), ("250ms", 0.25), ("-1s", -1.0)],
+)
+def test_go_durations(text: str, seconds: float) -> None:
+    assert go_parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("abc", 'time: invalid duration "abc"'),
+        ("", 'time: invalid duration ""'),
+        ("5", 'time: missing unit in duration "5"'),
+        ("5x", 'time: unknown unit "x" in duration "5x"'),
+    ],
+)
+def test_go_duration_errors(text: str, message: str) -> None:
+    """Go's time.ParseDuration messages (Go standard library, src/time/format.go)."""
+    with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
+        go_parse_duration(text)
+
+
+def test_protobuf_text_file_names() -> None:
+    """The Milvus 2.4 docs' example detail: ``id:449839014328146740 paths:"/8ca44f28-.../1.parquet"``."""
+    assert (
+        protobuf_text_file(449839014328146740, ["/8ca44f28-47f7-40ba-9604-98918afe26d1/1.parquet"])
+        == 'id:449839014328146740 paths:"/8ca44f28-47f7-40ba-9604-98918afe26d1/1.parquet"'
     )
+    assert protobuf_text_file(7, ["id.npy", "vec.npy"]) == 'id:7 paths:"id.npy" paths:"vec.npy"'
+
+
+def test_unknown_flavour_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"unknown flavour '2\.3'"):
+        generation("2.3")
 
 
 def test_body_decoding() -> None:
