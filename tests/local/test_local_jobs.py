@@ -203,7 +203,7 @@ def test_a_timeout_fails_a_running_import_and_takes_its_rows_back(
     name, schema = make_collection(client)
     files = write_files(schema, throttled.bucket / unique("t"), BulkFileType.PARQUET, rows(4000))
     api = Api(throttled.url)
-    job_id = api.create(name, files, options={"timeout": "1.5s"})
+    job_id = api.create(name, files, options={"timeout": "3s"})
     wait_for(lambda: api.progress(job_id)["importedRows"] > 0, 60, "rows to arrive")
     assert count_rows(client, name) > 0
     final = api.wait(job_id)

@@ -20,6 +20,7 @@ from airflow_milvus_import.local.jobs import (
     JobIdAllocator,
     JobState,
     Phase,
+    format_time,
     summarize_job,
     view_job,
 )
@@ -436,3 +437,58 @@ def test_token_bucket() -> None:
     assert [bucket.take() == 0.0 for _ in range(3)] == [True, True, False]
     time.sleep(0.55)
     assert bucket.take() == 0.0
+
+
+def test_a_job_past_its_timeout_is_shown_failed_with_import_timeout() -> None:
+    now = time.time()
+    stalled = _job(stalled=True, timeout_at=now - 0.5, tasks=_tasks(), tasks_visible=True)
+    view = view_job(stalled, now)
+    assert (view.state, view.progress, view.reason) == (JobState.FAILED, 0, "import timeout")
+    assert [detail.state for detail in view.details] == ["Failed", "Failed"]
+    assert view.complete_time == format_time(now - 0.5)
+    assert summarize_job(stalled, now).reason == "import timeout"
+    assert view_job(stalled, now - 1).state is JobState.IMPORTING, "not before its timeout"
+
+
+def test_a_job_ready_before_its_timeout_is_not_timed_out() -> None:
+    now = time.time()
+    done = _job(phase=Phase.COMPLETED, finish_time=now - 2, ready_time=now - 2, timeout_at=now - 1)
+    assert view_job(done, now).state is JobState.COMPLETED
+    waiting = _job(
+        phase=Phase.UNCOMMITTED,
+        auto_commit=False,
+        finish_time=now - 2,
+        ready_time=now - 2,
+        timeout_at=now - 1,
+    )
+    assert view_job(waiting, now).state is JobState.UNCOMMITTED, "a 2PC job waiting for its commit"
+
+
+def test_a_duration_past_the_timeout_times_the_job_out() -> None:
+    now = time.time()
+    job = _job(
+        phase=Phase.COMPLETED,
+        create_time=now - 3,
+        duration=10.0,
+        finish_time=now - 2,
+        ready_time=now - 2,
+        timeout_at=now - 1,
+    )
+    assert (view_job(job, now).state, view_job(job, now).reason) == (JobState.FAILED, "import timeout")
+
+
+def test_local_retry_shows_files_in_retry_early_in_the_import_phase() -> None:
+    now = time.time()
+    job = _job(
+        phase=Phase.COMPLETED,
+        create_time=now - 5.0,
+        duration=10.0,
+        finish_time=now - 4.0,
+        tasks=_tasks((50, 50), FileState.COMPLETED),
+        tasks_visible=True,
+        show_retry=True,
+    )
+    early = view_job(job, now)  # 5/10 of the timeline: 45%, the first half of the import phase (40-70)
+    assert [detail.state for detail in early.details] == ["Retry", "Retry"]
+    later = view_job(job, now + 2.0)  # 7/10: 63%
+    assert [detail.state for detail in later.details] == ["InProgress", "InProgress"]
