@@ -1,7 +1,8 @@
 """The HTTP app: import-job routes in two flavours, a few collection routes, private ``/_local/`` routes.
 
-* self-hosted Milvus at ``/v2/vectordb/jobs/import/{create,list,describe,get_progress,commit,abort}``;
-* Zilliz Cloud at ``/cloud/v2/vectordb/jobs/import/{create,list,describe,getProgress}``.
+* self-hosted Milvus at ``/v2/vectordb/jobs/import/{create,list,describe,get_progress,commit,abort}``, as the
+  generation ``--flavour`` names answers (2.4.0 has no ``describe``, 2.4.0 and 2.5 no ``commit`` / ``abort``);
+* Zilliz Cloud at ``/cloud/v2/vectordb/jobs/import/{create,list,describe,getProgress}`` (volumes included).
 
 Answers follow ``milvus-import-api.md``: HTTP 200 with ``{"code": 0, "data": ...}`` or ``{"code": n,
 "message": ...}``, 401 for a missing token on self-hosted Milvus, and Gin's plain-text ``404 page not found``

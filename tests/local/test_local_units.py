@@ -410,8 +410,10 @@ def test_config_round_trips_through_the_command_line() -> None:
         latency_ms=5,
         rows_per_second=100.0,
         token="secret",
+        flavour="3.x",
     )
     argv = config.to_argv()
+    assert argv[argv.index("--flavour") + 1] == "3.x"
     assert "secret" not in argv, "the token travels in the environment, never in a process list"
     assert config_from_args(argv) == ServerConfig(**{**config.__dict__, "token": None})
 
@@ -425,6 +427,7 @@ def test_config_validation() -> None:
         ({"ssl_certfile": "x"}, "go together"),
         ({"cluster_id": ""}, "cluster_id must not be empty"),
         ({"fail_rate": 0.6, "drop_rate": 0.6}, "must not exceed 1"),
+        ({"flavour": "2.3"}, "unknown flavour '2.3'; expected one of 2.4.0, 2.5, 2.6, 3.x"),
     ):
         with pytest.raises(ValueError, match=message):
             ServerConfig(**bad)  # type: ignore[arg-type]
