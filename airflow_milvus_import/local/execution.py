@@ -147,6 +147,8 @@ class JobExecutor:
 
     def _fail(self, job: Job, reason: str, task: FileTask | None = None) -> None:
         now = time.time()
+        if reason == TIMEOUT_REASON and job.timeout_at is not None:
+            now = max(now, job.timeout_at)
         with self._lock:
             if task is not None:
                 task.state = FileState.FAILED
@@ -179,6 +181,8 @@ class JobExecutor:
             finally:
                 _close(plan)
             self._after_import(job)
+            if _times_out_on_its_timeline(job):
+                raise _Stopped(TIMEOUT_REASON)
             self._finish(job, Phase.COMPLETED if job.auto_commit else Phase.UNCOMMITTED)
         except (_Stopped, ImportFileError) as exc:
             self._rollback(job, attempt.inserted)
@@ -333,6 +337,14 @@ class JobExecutor:
                     collection.delete(inserted[start : start + _DELETE_CHUNK])
         except Exception:
             logger.warning("import job %s: could not take back %d inserted rows", job.job_id, len(inserted))
+
+
+def _times_out_on_its_timeline(job: Job) -> bool:
+    """True when ``local.duration`` would show the job done only after its ``options.timeout``: Milvus would
+    have failed it, so its rows must not stay (it is shown running until the timeout, then Failed)."""
+    if job.timeout_at is None or job.duration <= 0:
+        return False
+    return job.create_time + job.duration > job.timeout_at
 
 
 def _close(plan: list[tuple[FileTask, list[Source]]]) -> None:

@@ -266,9 +266,15 @@ def timed_out(job: Job, now: float) -> bool:
     return shown_ready > job.timeout_at
 
 
+def _failure_shown(job: Job, now: float) -> bool:
+    """False while a job the worker ended for its timeout is still before that timeout on its timeline
+    (a ``local.duration`` job that would pass its ``timeout``): it is shown running until then."""
+    return not (job.reason == TIMEOUT_REASON and job.timeout_at is not None and now < job.timeout_at)
+
+
 def _summary(job: Job, now: float) -> tuple[JobSummaryView, float, float]:
     """The job's summary at ``now``, with the position it is shown at and its real position."""
-    if job.phase is Phase.FAILED:
+    if job.phase is Phase.FAILED and _failure_shown(job, now):
         return JobSummaryView(JobState.FAILED, 0, job.reason), _FINAL_POSITION, _FINAL_POSITION
     if timed_out(job, now):
         return JobSummaryView(JobState.FAILED, 0, TIMEOUT_REASON), _FINAL_POSITION, _FINAL_POSITION
@@ -300,7 +306,7 @@ def view_job(job: Job, now: float) -> JobView:
     state = summary.state
     total_rows = sum(task.total_rows for task in job.tasks)
     created = format_time(job.create_time)
-    if job.phase is Phase.FAILED:
+    if job.phase is Phase.FAILED and _failure_shown(job, now):
         details = _details(job, _FINAL_POSITION, None, JobState.FAILED)
         return JobView(
             state, 0, 0, 0, _size(details), summary.reason, created, format_time(job.finish_time), details

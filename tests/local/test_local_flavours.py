@@ -297,6 +297,17 @@ def test_an_unparseable_timeout_is_refused(each: Flavoured) -> None:
     )
 
 
+def test_a_duration_past_the_timeout_leaves_no_rows(flavoured_servers: dict[str, Flavoured]) -> None:
+    """A ``local.duration`` job that would end after its ``timeout`` is shown running until the timeout,
+    then Failed ``import timeout``, and the rows its worker had inserted are taken back."""
+    item = flavoured_servers["2.6"]
+    name, job_id = item.job(20, options={"local.duration": "30", "timeout": "3s"})
+    assert item.progress(job_id)["state"] in ("Pending", "Importing")
+    final = item.wait(job_id)
+    assert (final["state"], final["reason"]) == ("Failed", "import timeout")
+    assert count_rows(item.client, name) == 0
+
+
 def test_a_timeout_does_not_end_a_job_that_finished_in_time(each: Flavoured) -> None:
     started = time.monotonic()
     _, job_id = each.job(options={"timeout": "4s"})
