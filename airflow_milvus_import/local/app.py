@@ -1,7 +1,8 @@
 """The HTTP app: import-job routes in two flavours, a few collection routes, private ``/_local/`` routes.
 
-* self-hosted Milvus at ``/v2/vectordb/jobs/import/{create,list,describe,get_progress,commit,abort}``;
-* Zilliz Cloud at ``/cloud/v2/vectordb/jobs/import/{create,list,describe,getProgress}``.
+* self-hosted Milvus at ``/v2/vectordb/jobs/import/{create,list,describe,get_progress,commit,abort}``, as the
+  generation ``--flavour`` names answers (2.4.0 has no ``describe``, 2.4.0 and 2.5 no ``commit`` / ``abort``);
+* Zilliz Cloud at ``/cloud/v2/vectordb/jobs/import/{create,list,describe,getProgress}`` (volumes included).
 
 Answers follow ``milvus-import-api.md``: HTTP 200 with ``{"code": 0, "data": ...}`` or ``{"code": n,
 "message": ...}``, 401 for a missing token on self-hosted Milvus, and Gin's plain-text ``404 page not found``
@@ -23,6 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from airflow_milvus_import.local.execution import entry_label
 from airflow_milvus_import.local.manager import CLOUD, MILVUS, CreateRequest, JobManager
 from airflow_milvus_import.local.wire import (
+    CODE_ZILLIZ_PAGE_SIZE,
     NOT_FOUND_TEXT,
     ApiError,
     get_id,
@@ -33,6 +35,7 @@ from airflow_milvus_import.local.wire import (
     illegal_api_key,
     missing_required,
     parse_body,
+    protobuf_text_file,
     unauthenticated,
 )
 
@@ -47,6 +50,8 @@ IMPORT_PREFIX = "/v2/vectordb/jobs/import/"
 CLOUD_PREFIX = "/cloud"
 DEFAULT_DB = "default"
 DEFAULT_PAGE_SIZE = 10
+MIN_PAGE_SIZE = 1
+MAX_PAGE_SIZE = 100
 
 
 def _json(data: Any, status: int = 200) -> Response:
@@ -66,12 +71,15 @@ class ImportApi:
         self._config = config
         self._manager = manager
         self._legacy = config.legacy
+        self._generation = manager.generation
 
     # -- envelopes --
 
     def ok(self, flavour: str, data: Any) -> Response:
-        """The success envelope (``code: 200`` in legacy mode, like early Milvus 2.4)."""
-        code = 200 if self._legacy and flavour == MILVUS else 0
+        """The success envelope (``code: 200`` in legacy mode and on 2.4.0, like early Milvus 2.4)."""
+        code = 0
+        if flavour == MILVUS:
+            code = 200 if self._legacy else self._generation.success_code
         return _json({"code": code, "data": data})
 
     def _id_key(self, flavour: str) -> str:
@@ -112,19 +120,25 @@ class ImportApi:
             "fileSize": view.file_size,
             "completeTime": view.complete_time,
         }
-        if milvus and not self._legacy:
+        if milvus and self._generation.create_time and not self._legacy:
             data["createTime"] = view.create_time
         if not milvus:
             data["fileName"] = ", ".join(entry_label(job, entry) for entry in job.files)
             data["reason"] = view.reason
         elif view.reason:
             data["reason"] = view.reason
-        data["details"] = [self._detail(job, detail) for detail in view.details]
+        data["details"] = [self._detail(job, number, detail) for number, detail in enumerate(view.details)]
         return data
 
-    def _detail(self, job: Job, detail: FileView) -> dict[str, Any]:
+    def _file_name(self, job: Job, number: int, paths: list[str]) -> str:
+        if job.flavour == MILVUS and self._generation.protobuf_file_names:
+            # Milvus allocates the job id, then one id per file: idStart + i + 1
+            return protobuf_text_file(int(job.job_id) + number + 1, paths)
+        return entry_label(job, paths)
+
+    def _detail(self, job: Job, number: int, detail: FileView) -> dict[str, Any]:
         item: dict[str, Any] = {
-            "fileName": entry_label(job, detail.paths),
+            "fileName": self._file_name(job, number, detail.paths),
             "fileSize": detail.file_size,
             "state": detail.state,
             "progress": detail.progress,
@@ -206,27 +220,34 @@ class ImportApi:
         """``commit`` (2PC jobs, Milvus 3.x)."""
         self.authorize(request, MILVUS)
         body = parse_body(await request.body(), "JobIDReq")
-        self._manager.commit(
-            self._manager.find(MILVUS, get_id(body, "jobId", "JobIDReq", allow_number=False))
-        )
+        job_id = get_id(body, "jobId", "JobIDReq", allow_number=False)
+        self._manager.commit(self._manager.find(MILVUS, job_id, for_commit=True))
         return self.ok(MILVUS, {})
 
     async def milvus_abort(self, request: Request) -> Response:
         """``abort`` (Milvus 3.x)."""
         self.authorize(request, MILVUS)
         body = parse_body(await request.body(), "JobIDReq")
-        self._manager.abort(self._manager.find(MILVUS, get_id(body, "jobId", "JobIDReq", allow_number=False)))
+        job_id = get_id(body, "jobId", "JobIDReq", allow_number=False)
+        self._manager.abort(self._manager.find(MILVUS, job_id, for_commit=True))
         return self.ok(MILVUS, {})
 
     # -- Zilliz Cloud --
 
     async def cloud_create(self, request: Request) -> Response:
-        """``create`` on Zilliz Cloud: ``objectUrls`` (or ``objectUrl``, ``dataPaths``, ``files``)."""
+        """``create`` on Zilliz Cloud: ``objectUrls`` (or ``objectUrl``, ``dataPaths``, ``files``), or a
+        volume: ``volumeName`` with ``dataPaths`` inside it."""
         self.authorize(request, CLOUD)
         body = parse_body(await request.body(), "ImportReq")
         cluster = self.cluster_id(body, "ImportReq")
         collection = get_str(body, "collectionName", "ImportReq", required=True)
-        files = self._cloud_files(body)
+        volume = get_str(body, "volumeName", "ImportReq")
+        if volume:
+            files = get_path_lists(body, "dataPaths", "ImportReq")
+            if files is None:
+                raise missing_required("ImportReq", "dataPaths")
+        else:
+            files = self._cloud_files(body)
         create = CreateRequest(
             flavour=CLOUD,
             cluster_id=cluster,
@@ -235,6 +256,7 @@ class ImportApi:
             partition_name=get_str(body, "partitionName", "ImportReq"),
             files=files,
             options=get_string_map(body, "options", "ImportReq"),
+            volume_name=volume,
         )
         job = self._manager.create(create)
         return self.ok(CLOUD, {"jobId": job.job_id})
@@ -257,7 +279,10 @@ class ImportApi:
         cluster = self.cluster_id(body, "ListImportReq")
         page_size = get_int(body, "pageSize", "ListImportReq", DEFAULT_PAGE_SIZE)
         current_page = get_int(body, "currentPage", "ListImportReq", 1)
-        page_size = page_size if page_size > 0 else DEFAULT_PAGE_SIZE
+        if not MIN_PAGE_SIZE <= page_size <= MAX_PAGE_SIZE:
+            raise ApiError(
+                CODE_ZILLIZ_PAGE_SIZE, f"pageSize should be between {MIN_PAGE_SIZE} and {MAX_PAGE_SIZE}"
+            )
         current_page = max(current_page, 1)
         jobs = self._manager.list_jobs(
             CLOUD, cluster_id=cluster, collection_name=get_str(body, "collectionName", "ListImportReq")
@@ -319,8 +344,10 @@ def create_app(
         "list": api.milvus_list,
         "get_progress": api.milvus_progress,
     }
-    if not config.legacy:
-        milvus_routes.update(describe=api.milvus_progress, commit=api.milvus_commit, abort=api.milvus_abort)
+    if not config.legacy and manager.generation.describe_route:
+        milvus_routes["describe"] = api.milvus_progress
+    if not config.legacy and manager.generation.two_phase:
+        milvus_routes.update(commit=api.milvus_commit, abort=api.milvus_abort)
     cloud_routes: dict[str, Handler] = {
         "create": api.cloud_create,
         "list": api.cloud_list,

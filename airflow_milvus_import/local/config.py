@@ -12,6 +12,8 @@ import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from airflow_milvus_import.local.generations import DEFAULT_FLAVOUR, GENERATIONS
+
 DEFAULT_CLUSTER_ID = "in01-local"
 DEFAULT_PORT = 19530
 DEFAULT_DATA_DIR = ".local-milvus"
@@ -35,7 +37,9 @@ class ServerConfig:
     :param rate_limit: requests per second allowed (token bucket); more get 429 with ``Retry-After``.
     :param stall: a collection-name glob; jobs into matching collections stay Importing forever.
     :param seed: seeds the fault injection, for repeatable runs.
-    :param legacy: answer like Milvus 2.4 before Oct 2024 (no ``describe``, ``code: 200``, key ``jobID``).
+    :param flavour: which generation of self-hosted Milvus to answer like: ``2.4.0``, ``2.5``, ``2.6``
+        (default) or ``3.x`` (see ``docs/milvus-import-api.md``, "The local server's flavours").
+    :param legacy: answer like Milvus 2.4 pre-release builds (no ``describe``, ``code: 200``, key ``jobID``).
     :param ssl_certfile: certificate to serve HTTPS.
     :param ssl_keyfile: key of that certificate.
     :param cluster_id: the Zilliz Cloud cluster id shown to users (any non-empty ``clusterId`` is accepted).
@@ -58,6 +62,7 @@ class ServerConfig:
     rate_limit: float | None = None
     stall: str | None = None
     seed: int | None = None
+    flavour: str = DEFAULT_FLAVOUR
     legacy: bool = False
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
@@ -85,6 +90,8 @@ class ServerConfig:
             raise ValueError("ssl_certfile and ssl_keyfile go together")
         if not self.cluster_id:
             raise ValueError("cluster_id must not be empty")
+        if self.flavour not in GENERATIONS:
+            raise ValueError(f"unknown flavour {self.flavour!r}; expected one of {', '.join(GENERATIONS)}")
 
     @property
     def bucket_dir(self) -> Path:
@@ -162,7 +169,13 @@ def build_parser() -> argparse.ArgumentParser:
     add("--rate-limit", type=float, default=None, help="requests per second before answering 429")
     add("--stall", default=None, help="collection-name glob whose jobs stay Importing forever")
     add("--seed", type=int, default=None, help="seed for the fault injection")
-    add("--legacy", action="store_true", help="answer like Milvus 2.4 before Oct 2024")
+    add(
+        "--flavour",
+        choices=list(GENERATIONS),
+        default=DEFAULT_FLAVOUR,
+        help=f"the self-hosted Milvus generation to answer like (default {DEFAULT_FLAVOUR})",
+    )
+    add("--legacy", action="store_true", help="answer like Milvus 2.4 pre-release builds (key jobID)")
     add("--ssl-certfile", default=None, help="certificate file: serve HTTPS")
     add("--ssl-keyfile", default=None, help="key file of the certificate")
     add("--cluster-id", default=DEFAULT_CLUSTER_ID, help="Zilliz Cloud cluster id shown to users")

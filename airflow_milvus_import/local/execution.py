@@ -31,7 +31,7 @@ from airflow_milvus_import.local.importer import (
     batch_rows_for,
     open_sources,
 )
-from airflow_milvus_import.local.jobs import FileState, FileTask, Job, Phase
+from airflow_milvus_import.local.jobs import TIMEOUT_REASON, FileState, FileTask, Job, Phase
 from airflow_milvus_import.local.wire import go_string_slice
 
 if TYPE_CHECKING:
@@ -67,7 +67,7 @@ class JobExecutor:
     """Runs imports and commits on a thread pool.
 
     :param host: Milvus Lite.
-    :param bucket: where the files are.
+    :param bucket_for: where a job's files are (the bucket, or the job's Zilliz Cloud volume).
     :param save: persists a job record.
     :param lock: guards job fields that readers combine (phase and its fraction).
     :param workers: imports that run at the same time.
@@ -77,14 +77,14 @@ class JobExecutor:
     def __init__(
         self,
         host: MilvusLiteHost,
-        bucket: Bucket,
+        bucket_for: Callable[[Job], Bucket],
         save: Callable[[Job], None],
         lock: threading.Lock,
         workers: int,
         rows_per_second: float | None,
     ) -> None:
         self._host = host
-        self._bucket = bucket
+        self._bucket_for = bucket_for
         self._save = save
         self._lock = lock
         self._rows_per_second = rows_per_second
@@ -137,6 +137,8 @@ class JobExecutor:
             raise _Stopped(ABORTED_REASON)
         if self._stop.is_set():
             raise _Stopped(SHUTDOWN_REASON)
+        if job.timeout_at is not None and job.ready_time is None and time.time() >= job.timeout_at:
+            raise _Stopped(TIMEOUT_REASON)
 
     def _set_phase(self, job: Job, phase: Phase) -> None:
         with self._lock:
@@ -145,6 +147,8 @@ class JobExecutor:
 
     def _fail(self, job: Job, reason: str, task: FileTask | None = None) -> None:
         now = time.time()
+        if reason == TIMEOUT_REASON and job.timeout_at is not None:
+            now = max(now, job.timeout_at)
         with self._lock:
             if task is not None:
                 task.state = FileState.FAILED
@@ -177,6 +181,8 @@ class JobExecutor:
             finally:
                 _close(plan)
             self._after_import(job)
+            if _times_out_on_its_timeline(job):
+                raise _Stopped(TIMEOUT_REASON)
             self._finish(job, Phase.COMPLETED if job.auto_commit else Phase.UNCOMMITTED)
         except (_Stopped, ImportFileError) as exc:
             self._rollback(job, attempt.inserted)
@@ -225,7 +231,9 @@ class JobExecutor:
                 self._check(job)
                 label = entry_label(job, task.paths)
                 try:
-                    paths = [self._bucket.resolve(p, allow_urls=job.flavour == "cloud") for p in task.paths]
+                    bucket = self._bucket_for(job)
+                    allow_urls = job.flavour == "cloud" and not job.volume_name
+                    paths = [bucket.resolve(p, allow_urls=allow_urls) for p in task.paths]
                 except PathError as exc:
                     raise ImportFileError(f"{label}: {exc}") from None
                 sources = open_sources(label, paths, schema)
@@ -316,6 +324,8 @@ class JobExecutor:
             job.phase = phase
             job.phase_fraction = 0.0
             job.finish_time = time.time()
+            if job.ready_time is None:
+                job.ready_time = job.finish_time
         self._save(job)
 
     def _rollback(self, job: Job, inserted: list[Any]) -> None:
@@ -327,6 +337,14 @@ class JobExecutor:
                     collection.delete(inserted[start : start + _DELETE_CHUNK])
         except Exception:
             logger.warning("import job %s: could not take back %d inserted rows", job.job_id, len(inserted))
+
+
+def _times_out_on_its_timeline(job: Job) -> bool:
+    """True when ``local.duration`` would show the job done only after its ``options.timeout``: Milvus would
+    have failed it, so its rows must not stay (it is shown running until the timeout, then Failed)."""
+    if job.timeout_at is None or job.duration <= 0:
+        return False
+    return job.create_time + job.duration > job.timeout_at
 
 
 def _close(plan: list[tuple[FileTask, list[Source]]]) -> None:

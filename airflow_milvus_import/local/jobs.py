@@ -50,7 +50,10 @@ class FileState(str, Enum):
     IN_PROGRESS = "InProgress"
     COMPLETED = "Completed"
     FAILED = "Failed"
+    RETRY = "Retry"
 
+
+TIMEOUT_REASON = "import timeout"
 
 # Where each working phase starts on the 0..1 scale, and how wide it is.
 _PHASE_START = {
@@ -120,6 +123,10 @@ class Job:
     finish_time: float | None = None
     tasks: list[FileTask] = field(default_factory=list)
     tasks_visible: bool = False
+    timeout_at: float | None = None
+    ready_time: float | None = None
+    volume_name: str = ""
+    show_retry: bool = False
 
     @property
     def is_finished(self) -> bool:
@@ -232,10 +239,9 @@ def _details(job: Job, position: float, scaled_import: float | None, state: JobS
             _file_view(t, FileState.FAILED, 0, job.injected_failure, _complete_time(job)) for t in job.tasks
         ]
     if scaled_import is not None:
-        return [
-            _file_view(t, FileState.IN_PROGRESS, int(t.total_rows * scaled_import), "", None)
-            for t in job.tasks
-        ]
+        # local.retry (3.x): every file is shown being retried through the first half of the import phase
+        in_progress = FileState.RETRY if job.show_retry and scaled_import < 0.5 else FileState.IN_PROGRESS
+        return [_file_view(t, in_progress, int(t.total_rows * scaled_import), "", None) for t in job.tasks]
     return [_file_view(t, t.state, t.imported_rows, t.reason, t.complete_time) for t in job.tasks]
 
 
@@ -248,10 +254,30 @@ class JobSummaryView:
     reason: str
 
 
+def timed_out(job: Job, now: float) -> bool:
+    """True when ``options.timeout`` ended the job before it was shown done (Completed, or Uncommitted for a
+    2PC job): Milvus fails such a job with reason ``import timeout``. The worker stops a running import at
+    that moment; this covers what it does not run (stalled jobs, ``local.duration`` timelines)."""
+    if job.timeout_at is None or now < job.timeout_at or job.phase is Phase.FAILED:
+        return False
+    if job.stalled or job.ready_time is None:
+        return True
+    shown_ready = max(job.ready_time, job.create_time + job.duration) if job.duration > 0 else job.ready_time
+    return shown_ready > job.timeout_at
+
+
+def _failure_shown(job: Job, now: float) -> bool:
+    """False while a job the worker ended for its timeout is still before that timeout on its timeline
+    (a ``local.duration`` job that would pass its ``timeout``): it is shown running until then."""
+    return not (job.reason == TIMEOUT_REASON and job.timeout_at is not None and now < job.timeout_at)
+
+
 def _summary(job: Job, now: float) -> tuple[JobSummaryView, float, float]:
     """The job's summary at ``now``, with the position it is shown at and its real position."""
-    if job.phase is Phase.FAILED:
+    if job.phase is Phase.FAILED and _failure_shown(job, now):
         return JobSummaryView(JobState.FAILED, 0, job.reason), _FINAL_POSITION, _FINAL_POSITION
+    if timed_out(job, now):
+        return JobSummaryView(JobState.FAILED, 0, TIMEOUT_REASON), _FINAL_POSITION, _FINAL_POSITION
     real = _real_position(job)
     position = min(real, _timeline_position(job, now))
     if position >= _FINAL_POSITION:
@@ -280,10 +306,19 @@ def view_job(job: Job, now: float) -> JobView:
     state = summary.state
     total_rows = sum(task.total_rows for task in job.tasks)
     created = format_time(job.create_time)
-    if job.phase is Phase.FAILED:
+    if job.phase is Phase.FAILED and _failure_shown(job, now):
         details = _details(job, _FINAL_POSITION, None, JobState.FAILED)
         return JobView(
             state, 0, 0, 0, _size(details), summary.reason, created, format_time(job.finish_time), details
+        )
+    if state is JobState.FAILED and summary.reason == TIMEOUT_REASON:
+        details = (
+            [_file_view(t, FileState.FAILED, 0, TIMEOUT_REASON, job.timeout_at) for t in job.tasks]
+            if job.tasks_visible
+            else []
+        )
+        return JobView(
+            state, 0, 0, 0, _size(details), TIMEOUT_REASON, created, format_time(job.timeout_at), details
         )
     if position >= _FINAL_POSITION:
         details = _details(job, position, None, state)

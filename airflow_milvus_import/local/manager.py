@@ -12,9 +12,11 @@ import math
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow_milvus_import.local.execution import ABORTED_REASON, JobExecutor
+from airflow_milvus_import.local.generations import FLAVOUR_2_6, GENERATIONS, generation
 from airflow_milvus_import.local.importer import Bucket, ImportFileError, PathError, file_kind
 from airflow_milvus_import.local.jobs import (
     FileTask,
@@ -28,13 +30,15 @@ from airflow_milvus_import.local.jobs import (
     view_job,
 )
 from airflow_milvus_import.local.wire import (
+    CODE_INVALID_PARAMETER,
     ApiError,
     collection_not_found,
     database_not_found,
     empty_import_request,
+    go_parse_duration,
+    go_parse_int64_error,
     import_failed,
     job_not_found,
-    parse_milvus_job_id,
     partition_not_found,
 )
 
@@ -51,6 +55,9 @@ MAX_FILES_PER_JOB = 1024
 INTERRUPTED_REASON = "import interrupted by a server restart"
 OPTION_DURATION = "local.duration"
 OPTION_FAIL = "local.fail"
+OPTION_RETRY = "local.retry"
+OPTION_TIMEOUT = "timeout"
+VOLUMES_DIR = "volumes"
 _TERMINAL = frozenset({JobState.COMPLETED, JobState.FAILED})
 
 
@@ -65,6 +72,19 @@ class CreateRequest:
     partition_name: str
     files: list[list[str]]
     options: dict[str, str]
+    volume_name: str = ""
+
+
+def _timeout(options: dict[str, str]) -> float | None:
+    """``options.timeout`` (a Go duration) in seconds, or None; an unparseable one is refused at create."""
+    raw = options.get(OPTION_TIMEOUT)
+    if raw is None:
+        return None
+    try:
+        return go_parse_duration(raw)
+    except ValueError as exc:
+        # Milvus' ImportV2: fmt.Sprint("parse import timeout failed, err=%w", err) keeps the %w verbatim.
+        raise import_failed(f"parse import timeout failed, err=%w{exc}") from None
 
 
 def _duration(options: dict[str, str]) -> float:
@@ -80,11 +100,10 @@ def _duration(options: dict[str, str]) -> float:
     return value
 
 
-def _auto_commit(options: dict[str, str]) -> bool:
-    raw = options.get("auto_commit", "true").strip().lower()
-    if raw not in ("true", "false"):
-        raise import_failed(f"invalid auto_commit value '{options['auto_commit']}', expected true or false")
-    return raw == "true"
+def _volume_name_error(name: str) -> str | None:
+    if name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+        return f"invalid volume name {name!r}"
+    return None
 
 
 class JobManager:
@@ -104,8 +123,11 @@ class JobManager:
         self._jobs: dict[str, Job] = {}
         self._seq = 0
         self._ids = JobIdAllocator()
+        self.generation = generation(config.flavour)
+        self.volumes_root = Path(config.data_dir) / VOLUMES_DIR
+        self._volume_buckets: dict[str, Bucket] = {}
         self._executor = JobExecutor(
-            host, self.bucket, store.save, self.lock, config.import_workers, config.rows_per_second
+            host, self.bucket_for, store.save, self.lock, config.import_workers, config.rows_per_second
         )
 
     # -- lifecycle --
@@ -157,7 +179,25 @@ class JobManager:
             if not collection.has_partition(request.partition_name):
                 raise partition_not_found(request.partition_name)
 
+    def _volume(self, name: str) -> Bucket:
+        """The bucket of a Zilliz Cloud volume: the folder ``<data_dir>/volumes/<name>``, which must exist."""
+        bucket = self._volume_buckets.get(name)
+        if bucket is None:
+            error = _volume_name_error(name)
+            folder = self.volumes_root / name
+            if error is None and not folder.is_dir():
+                error = f"volume {name} not found"
+            if error is not None:
+                raise ApiError(CODE_INVALID_PARAMETER, f"{error}: invalid parameter")
+            bucket = self._volume_buckets[name] = Bucket(folder)
+        return bucket
+
+    def bucket_for(self, job: Job) -> Bucket:
+        """Where a job's files are: its volume's folder, else the bucket."""
+        return self._volume(job.volume_name) if job.volume_name else self.bucket
+
     def _check_files(self, request: CreateRequest) -> None:
+        bucket = self._volume(request.volume_name) if request.volume_name else self.bucket
         if not request.files:
             raise empty_import_request()
         if len(request.files) > MAX_FILES_PER_JOB:
@@ -172,11 +212,11 @@ class JobManager:
                 if kind == "unknown" or (kind == "folder" and not cloud):
                     raise ImportFileError(f"unexpect file type, files=[{' '.join(entry)}]")
                 for path in entry:
-                    self.bucket.check(path, allow_urls=cloud)
+                    bucket.check(path, allow_urls=cloud and not request.volume_name)
             except (ImportFileError, PathError) as exc:
                 raise import_failed(str(exc)) from None
 
-    def _check_capacity(self) -> None:
+    def _check_capacity(self, flavour: str) -> None:
         limit = self._config.max_active_jobs
         if limit is None:
             return
@@ -184,15 +224,19 @@ class JobManager:
         jobs = list(self._jobs.values())
         active = sum(1 for summary in self.summaries(jobs, now) if summary.state not in _TERMINAL)
         if active >= limit:
-            raise import_failed("The number of jobs has reached the limit, please try again later")
+            # Zilliz Cloud documents no wording of its own: it answers like the Milvus it runs (2.x).
+            raise (self.generation if flavour == MILVUS else GENERATIONS[FLAVOUR_2_6]).too_many_jobs()
 
     def create(self, request: CreateRequest) -> Job:
         """Check and start a job; returns it (its id is ``job_id``)."""
         self._check_target(request)
         self._check_files(request)
         duration = _duration(request.options)
-        auto_commit = _auto_commit(request.options)
-        self._check_capacity()
+        timeout = _timeout(request.options)
+        milvus = request.flavour == MILVUS
+        auto_commit = self.generation.auto_commit(request.options) if milvus else True
+        show_retry = self._retry_option(request)
+        self._check_capacity(request.flavour)
         with self.lock:
             self._seq += 1
             job = Job(
@@ -210,16 +254,39 @@ class JobManager:
                 duration=duration,
                 injected_failure=request.options.get(OPTION_FAIL) or None,
                 stalled=self._stalls(request.collection_name),
+                volume_name=request.volume_name,
+                show_retry=show_retry,
             )
+            if timeout is not None:
+                job.timeout_at = job.create_time + timeout
             if job.injected_failure is not None:
                 job.tasks = [FileTask(paths=list(entry)) for entry in job.files]
                 job.phase = Phase.COMPLETED
-                job.finish_time = job.create_time
+                job.finish_time = job.ready_time = job.create_time
             self._jobs[job.job_id] = job
         self._store.save(job)
         if job.injected_failure is None and not job.stalled:
             self._executor.submit_import(job)
         return job
+
+    def _retry_option(self, request: CreateRequest) -> bool:
+        """``local.retry``: files shown in state ``Retry`` during the first half of the import phase (3.x)."""
+        raw = request.options.get(OPTION_RETRY)
+        if raw is None:
+            return False
+        if request.flavour != MILVUS or not self.generation.file_retry_state:
+            raise ApiError(
+                CODE_INVALID_PARAMETER,
+                f"invalid parameter[{OPTION_RETRY}]: the per-file state Retry exists only on Milvus 3.x "
+                "(start the server with --flavour 3.x)",
+            )
+        if OPTION_DURATION not in request.options:
+            raise ApiError(
+                CODE_INVALID_PARAMETER,
+                f"invalid parameter[{OPTION_RETRY}]: needs {OPTION_DURATION} "
+                "(the timeline the state is shown on)",
+            )
+        return raw.strip().lower() != "false"
 
     def _new_cloud_id(self) -> str:
         while (job_id := JobIdAllocator.cloud()) in self._jobs:
@@ -242,13 +309,23 @@ class JobManager:
         with self.lock:
             return [summarize_job(job, now) for job in jobs]
 
-    def find(self, flavour: str, raw_id: str, cluster_id: str = "") -> Job:
-        """The job a ``jobId`` names, or the server's not-found answer."""
+    def find(self, flavour: str, raw_id: str, cluster_id: str = "", *, for_commit: bool = False) -> Job:
+        """The job a ``jobId`` names, or the server's not-found answer.
+
+        :param for_commit: answer as ``commit`` / ``abort`` do (3.x words them differently from ``describe``).
+        """
         if flavour == MILVUS:
-            job_id = str(parse_milvus_job_id(raw_id))
+            parse_error = go_parse_int64_error(raw_id)
+            if parse_error is not None:
+                if for_commit:
+                    raise self.generation.commit_bad_job_id(raw_id, parse_error)
+                raise self.generation.bad_job_id(parse_error)
+            job_id = str(int(raw_id))
             job = self._jobs.get(job_id)
             if job is None or job.flavour != MILVUS:
-                raise job_not_found(job_id)
+                if for_commit:
+                    raise self.generation.commit_job_not_found(job_id)
+                raise self.generation.job_not_found(job_id)
             return job
         job = self._jobs.get(raw_id)
         if job is None or job.flavour != CLOUD or job.cluster_id != cluster_id:
@@ -258,18 +335,22 @@ class JobManager:
     def list_jobs(
         self, flavour: str, *, db_name: str = "", collection_name: str = "", cluster_id: str = ""
     ) -> list[Job]:
-        """Jobs of a flavour, oldest first, filtered like the servers filter them."""
+        """Jobs of a flavour, oldest first, filtered like the servers filter them.
+
+        On self-hosted Milvus a ``list`` without ``collectionName`` shows every job of every database (the
+        database only resolves the collection name).
+        """
         if flavour == MILVUS:
             if not self._host.db.has_database(db_name):
                 raise database_not_found(db_name)
-            if collection_name and not self._host.db.has_collection(collection_name, database_name=db_name):
+            if not collection_name:
+                return [job for job in list(self._jobs.values()) if job.flavour == MILVUS]
+            if not self._host.db.has_collection(collection_name, database_name=db_name):
                 raise collection_not_found(db_name, collection_name)
             return [
                 job
                 for job in list(self._jobs.values())
-                if job.flavour == MILVUS
-                and job.db_name == db_name
-                and (not collection_name or job.collection_name == collection_name)
+                if job.flavour == MILVUS and job.db_name == db_name and job.collection_name == collection_name
             ]
         return [
             job
@@ -289,9 +370,16 @@ class JobManager:
 
     # -- 2PC and abort --
 
+    def _refuse_auto_commit(self, job: Job) -> None:
+        if job.auto_commit:
+            raise import_failed(f"job {job.job_id} is auto-commit, manual commit/abort not allowed")
+
     def commit(self, job: Job) -> None:
-        """Commit a 2PC job waiting in Uncommitted."""
+        """Commit a 2PC job waiting in Uncommitted; a job already Committing or Completed: nothing to do."""
+        self._refuse_auto_commit(job)
         state = self.view(job, time.time()).state
+        if state in (JobState.COMMITTING, JobState.COMPLETED):
+            return
         if state is not JobState.UNCOMMITTED:
             raise import_failed(f"import job {job.job_id} is in state {state.value}, expected Uncommitted")
         with self.lock:
@@ -300,10 +388,19 @@ class JobManager:
         self._executor.submit_commit(job)
 
     def abort(self, job: Job) -> None:
-        """Abort an unfinished job: it ends Failed and its rows are taken back."""
-        state = self.view(job, time.time()).state
-        if state in _TERMINAL:
-            raise import_failed(f"import job {job.job_id} is in state {state.value}, it cannot be aborted")
+        """Abort an uncommitted 2PC job: it ends Failed and its rows are taken back.
+
+        Aborting it again succeeds; a job that failed on its own, or is Committing or Completed, is refused
+        (committed rows are not taken back).
+        """
+        self._refuse_auto_commit(job)
+        view = self.view(job, time.time())
+        if view.state is JobState.FAILED and view.reason == ABORTED_REASON:
+            return
+        if view.state in (JobState.FAILED, JobState.COMMITTING, JobState.COMPLETED):
+            raise import_failed(
+                f"job {job.job_id} is in terminal/committed state {view.state.value}, abort not allowed"
+            )
         with self.lock:
             running = job.phase not in (Phase.PENDING, Phase.UNCOMMITTED, Phase.COMPLETED) and not job.stalled
             if running and self._executor.is_queued_or_running(job.job_id):

@@ -73,6 +73,8 @@ def describe(config: ServerConfig, http_port: int, milvus_port: int) -> dict[str
         "cluster_id": config.cluster_id,
         "data_dir": str(Path(config.data_dir).resolve()),
         "bucket": str(config.bucket_dir.resolve()),
+        "volumes": str((Path(config.data_dir) / "volumes").resolve()),
+        "flavour": config.flavour,
     }
 
 
@@ -102,9 +104,12 @@ def _banner(info: dict[str, Any], config: ServerConfig) -> str:
         f"  self-hosted Milvus REST : {info['url']}",
         f"  Zilliz Cloud REST       : {info['cloud_url']}   (clusterId: {info['cluster_id']})",
         f'  Milvus Lite for pymilvus: MilvusClient(uri="{info["milvus_uri"]}")',
+        f"  flavour                 : Milvus {config.flavour}",
         f"  bucket                  : {info['bucket']}",
+        f"  Zilliz Cloud volumes    : {info['volumes']}",
         f"  data dir                : {info['data_dir']}",
-        f"  auth                    : {auth}" + ("   legacy mode (Milvus 2.4)" if config.legacy else ""),
+        f"  auth                    : {auth}"
+        + ("   legacy mode (Milvus 2.4 pre-release)" if config.legacy else ""),
     ]
     if faults:
         lines.append(f"  faults / throttle       : {', '.join(faults)}")

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow_milvus_import.local.config import DEFAULT_CLUSTER_ID, ServerConfig
+from airflow_milvus_import.local.generations import DEFAULT_FLAVOUR
 
 TOKEN_ENV = "MILVUS_IMPORT_LOCAL_TOKEN"
 LOG_FILE = "server.log"
@@ -52,7 +53,7 @@ class LocalImportServer:
     :param rate_limit: requests per second (token bucket) before answering 429 with ``Retry-After``.
     :param stall: collection-name glob; jobs into matching collections stay Importing forever.
     :param seed: seeds the fault injection for repeatable runs.
-    :param legacy: emulate Milvus 2.4 before Oct 2024: no ``describe`` route, ``code: 200``, key ``jobID``.
+    :param legacy: emulate Milvus 2.4 pre-release builds: no ``describe`` route, ``code: 200``, key ``jobID``.
     :param ssl_certfile: serve HTTPS with this certificate...
     :param ssl_keyfile: ...and this key.
     :param milvus_port: Milvus Lite's gRPC port (default: a free one when ``port`` is 0, else ``port + 1``).
@@ -60,6 +61,8 @@ class LocalImportServer:
     :param cluster_id: the cluster id the Zilliz Cloud flavour reports.
     :param import_workers: imports running at the same time.
     :param max_active_jobs: unfinished jobs allowed before ``create`` answers code 2100; None: no limit.
+    :param flavour: the self-hosted Milvus generation to answer like: ``"2.4.0"``, ``"2.5"``, ``"2.6"`` (the
+        default) or ``"3.x"``; the Zilliz Cloud routes do not change with it.
     :param startup_timeout: seconds to wait for the server to listen.
     """
 
@@ -86,6 +89,7 @@ class LocalImportServer:
         cluster_id: str = DEFAULT_CLUSTER_ID,
         import_workers: int = 2,
         max_active_jobs: int | None = None,
+        flavour: str = DEFAULT_FLAVOUR,
         startup_timeout: float = 60.0,
     ) -> None:
         self._config = ServerConfig(
@@ -109,6 +113,7 @@ class LocalImportServer:
             cluster_id=cluster_id,
             import_workers=import_workers,
             max_active_jobs=max_active_jobs,
+            flavour=flavour,
         )
         self._startup_timeout = startup_timeout
         self._process: subprocess.Popen[bytes] | None = None
@@ -257,6 +262,16 @@ class LocalImportServer:
     def cluster_id(self) -> str:
         """A ``clusterId`` for the Zilliz Cloud flavour."""
         return self._config.cluster_id
+
+    @property
+    def flavour(self) -> str:
+        """The self-hosted Milvus generation the server answers like."""
+        return self._config.flavour
+
+    @property
+    def volumes(self) -> Path:
+        """The Zilliz Cloud flavour's volumes: one folder per volume (``volumeName``) in here."""
+        return self.data_dir / "volumes"
 
     @property
     def port(self) -> int:

@@ -8,6 +8,7 @@ their quirks, because clients match on them.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 # Error codes, as the servers number them.
@@ -19,12 +20,16 @@ CODE_NEED_AUTHENTICATE = 1800
 CODE_INCORRECT_PARAMETER_FORMAT = 1801
 CODE_MISSING_REQUIRED_PARAMETERS = 1802
 CODE_IMPORT_FAILED = 2100
+CODE_IMPORT_FAILED_SERVER_SIDE = 2101
 CODE_REQUEST_TIMEOUT = 10001
 CODE_RATE_LIMIT = 8
 CODE_ZILLIZ_BAD_API_KEY = 21119
 CODE_INTERNAL = 65535
+CODE_ZILLIZ_PAGE_SIZE = 96008
 
 IMPORT_FAILED_SUFFIX = ": importing data failed"
+IMPORT_FAILED_SERVER_SIDE_SUFFIX = ": importing data failed on server side"
+INVALID_PARAMETER_SUFFIX = ": invalid parameter"
 JSON_FORMAT_MESSAGE = "can only accept json format request"
 MISSING_PARAMS_MESSAGE = "missing required parameters"
 NOT_FOUND_TEXT = "404 page not found"
@@ -101,25 +106,59 @@ def rate_limited(rate: float) -> ApiError:
     return ApiError(CODE_RATE_LIMIT, f"rate limit exceeded[rate={rate:g}]", http_status=429)
 
 
-def parse_job_id_failed(raw: str) -> ApiError:
-    """What self-hosted Milvus answers for a job id that is not a decimal int64.
-
-    The real server builds this message with ``fmt.Sprint("parse job id failed, err=%w", err)``, so the ``%w``
-    stays verbatim in the text; it is kept here because it is what clients receive.
-    """
-    reason = "value out of range" if raw.lstrip("+-").isdigit() else "invalid syntax"
-    return import_failed(f'parse job id failed, err=%wstrconv.ParseInt: parsing "{raw}": {reason}')
-
-
-def parse_milvus_job_id(raw: str) -> int:
-    """A self-hosted Milvus job id as Go's ``strconv.ParseInt(raw, 10, 64)`` reads it."""
-    text = raw[1:] if raw[:1] in "+-" else raw
+def go_parse_int64_error(raw: str) -> str | None:
+    """The error Go's ``strconv.ParseInt(raw, 10, 64)`` gives for ``raw``, or None when it is an int64."""
+    text = raw[1:] if raw and raw[0] in "+-" else raw
     if not text or not text.isascii() or not text.isdigit():
-        raise parse_job_id_failed(raw)
-    value = int(raw)
-    if not -(2**63) <= value < 2**63:
-        raise parse_job_id_failed(raw)
-    return value
+        return f'strconv.ParseInt: parsing "{raw}": invalid syntax'
+    if not -(2**63) <= int(raw) < 2**63:
+        return f'strconv.ParseInt: parsing "{raw}": value out of range'
+    return None
+
+
+_DURATION_UNITS = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "\u00b5s": 1e-6,
+    "\u03bcs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+}
+_DURATION_PART = re.compile(r"([0-9]*(?:\.[0-9]*)?)([^0-9.]*)")
+
+
+def go_parse_duration(text: str) -> float:
+    """Seconds in a Go duration (``"300s"``, ``"1.5h"``, ``"1h30m"``), read like ``time.ParseDuration``.
+
+    :raises ValueError: with Go's own message, e.g. ``time: invalid duration "abc"``.
+    """
+    quoted = json.dumps(text, ensure_ascii=False)
+    rest = text
+    sign = 1.0
+    if rest and rest[0] in "+-":
+        sign = -1.0 if rest[0] == "-" else 1.0
+        rest = rest[1:]
+    if rest == "0":
+        return 0.0
+    if not rest:
+        raise ValueError(f"time: invalid duration {quoted}")
+    total = 0.0
+    while rest:
+        match = _DURATION_PART.match(rest)
+        number, unit = (match.group(1), match.group(2)) if match else ("", "")
+        if number in ("", "."):
+            raise ValueError(f"time: invalid duration {quoted}")
+        if not unit:
+            raise ValueError(f"time: missing unit in duration {quoted}")
+        if unit not in _DURATION_UNITS:
+            raise ValueError(
+                f"time: unknown unit {json.dumps(unit, ensure_ascii=False)} in duration {quoted}"
+            )
+        total += float(number) * _DURATION_UNITS[unit]
+        rest = rest[len(number) + len(unit) :]
+    return sign * total
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -146,9 +185,13 @@ def _type_error(struct: str, field: str, value: Any, go_type: str) -> ApiError:
     return ApiError(CODE_INCORRECT_PARAMETER_FORMAT, f"{JSON_FORMAT_MESSAGE}, error: {detail}")
 
 
+#: Go field names that are not the JSON name with a capital first letter.
+_GO_FIELD_NAMES = {"jobId": "JobID"}
+
+
 def missing_required(struct: str, field: str) -> ApiError:
-    """Gin's answer for a ``binding:"required"`` field that is absent or empty."""
-    go_name = field[:1].upper() + field[1:]
+    """Gin's answer for a ``binding:"required"`` field that is absent or empty (it names the Go field)."""
+    go_name = _GO_FIELD_NAMES.get(field) or field[:1].upper() + field[1:]
     detail = f"Key: '{struct}.{go_name}' Error:Field validation for '{go_name}' failed on the 'required' tag"
     return ApiError(CODE_MISSING_REQUIRED_PARAMETERS, f"{MISSING_PARAMS_MESSAGE}, error: {detail}")
 
@@ -275,3 +318,10 @@ def get_str_list(body: dict[str, Any], field: str, struct: str) -> list[str]:
 def go_string_slice(paths: list[str]) -> str:
     """Go's ``fmt.Sprintf("%v", []string{...})``: ``[a.parquet]``, ``[id.npy vec.npy]``."""
     return "[" + " ".join(paths) + "]"
+
+
+def protobuf_text_file(file_id: int, paths: list[str]) -> str:
+    """An ``ImportFile`` in protobuf text, as Milvus 2.4.0 to about 2.4.4 named a detail's ``fileName``:
+    ``id:449839014328146740 paths:"/8ca44f28-47f7-40ba-9604-98918afe26d1/1.parquet"``."""
+    quoted = " ".join("paths:" + json.dumps(path, ensure_ascii=False) for path in paths)
+    return f"id:{file_id} {quoted}"

@@ -113,6 +113,7 @@ def test_serves_prints_urls_and_stops_cleanly(
     assert re.search(r"Zilliz Cloud REST\s+: http://127\.0\.0\.1:\d+/cloud\s+\(clusterId: in01-local\)", text)
     assert re.search(r'MilvusClient\(uri="http://127\.0\.0\.1:\d+"\)', text)
     assert "Bearer token required" in text
+    assert re.search(r"flavour\s+: Milvus 2\.6", text), "the default flavour is shown"
     response = requests.post(
         url + IMPORT_PATH + "list", json={}, timeout=30, headers={"Authorization": "Bearer cli-secret-token"}
     )
@@ -140,6 +141,7 @@ def test_help_lists_the_flags() -> None:
         "--stall",
         "--seed",
         "--legacy",
+        "--flavour",
         "--ssl-certfile",
         "--ssl-keyfile",
         "--milvus-port",
@@ -153,6 +155,7 @@ def test_help_lists_the_flags() -> None:
         (["--fail-rate", "2"], "expected a share between 0 and 1"),
         (["--ssl-certfile", "a.pem"], "ssl_certfile and ssl_keyfile go together"),
         (["--fail-rate", "0.7", "--drop-rate", "0.7"], "must not exceed 1"),
+        (["--flavour", "2.3"], "argument --flavour: invalid choice: '2.3'"),
     ],
 )
 def test_bad_flags_exit_2_with_a_message(args: list[str], message: str) -> None:

@@ -68,11 +68,11 @@ def test_a_numeric_job_id_is_accepted_on_zilliz_cloud(
 @pytest.mark.parametrize(
     ("action", "body", "field"),
     [
-        ("describe", {}, "JobId"),
-        ("describe", {"jobId": ""}, "JobId"),
-        ("get_progress", {"jobId": None}, "JobId"),
-        ("commit", {}, "JobId"),
-        ("abort", {}, "JobId"),
+        ("describe", {}, "JobID"),
+        ("describe", {"jobId": ""}, "JobID"),
+        ("get_progress", {"jobId": None}, "JobID"),
+        ("commit", {}, "JobID"),
+        ("abort", {}, "JobID"),
         ("create", {"files": [["a.parquet"]]}, "CollectionName"),
         ("create", {"collectionName": "c"}, "Files"),
     ],

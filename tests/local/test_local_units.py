@@ -11,6 +11,7 @@ import pytest
 
 from airflow_milvus_import.local.config import ServerConfig, config_from_args
 from airflow_milvus_import.local.faults import TokenBucket
+from airflow_milvus_import.local.generations import generation
 from airflow_milvus_import.local.importer import Bucket, ImportFileError, PathError, file_kind
 from airflow_milvus_import.local.jobs import (
     FileState,
@@ -19,6 +20,7 @@ from airflow_milvus_import.local.jobs import (
     JobIdAllocator,
     JobState,
     Phase,
+    format_time,
     summarize_job,
     view_job,
 )
@@ -27,9 +29,11 @@ from airflow_milvus_import.local.wire import (
     get_int,
     get_path_lists,
     get_string_map,
+    go_parse_duration,
+    go_parse_int64_error,
     go_string_slice,
     parse_body,
-    parse_milvus_job_id,
+    protobuf_text_file,
 )
 
 if TYPE_CHECKING:
@@ -47,7 +51,8 @@ def test_go_string_slice() -> None:
     ("raw", "value"), [("448761313698322011", 448761313698322011), ("007", 7), ("-5", -5)]
 )
 def test_milvus_job_ids_parse_like_strconv(raw: str, value: int) -> None:
-    assert parse_milvus_job_id(raw) == value
+    assert go_parse_int64_error(raw) is None
+    assert int(raw) == value
 
 
 @pytest.mark.parametrize(
@@ -60,12 +65,79 @@ def test_milvus_job_ids_parse_like_strconv(raw: str, value: int) -> None:
     ],
 )
 def test_milvus_job_id_errors(raw: str, reason: str) -> None:
-    with pytest.raises(ApiError) as caught:
-        parse_milvus_job_id(raw)
-    assert caught.value.code == 2100
-    assert caught.value.message == (
-        f'parse job id failed, err=%wstrconv.ParseInt: parsing "{raw}": {reason}: importing data failed'
+    assert go_parse_int64_error(raw) == f'strconv.ParseInt: parsing "{raw}": {reason}'
+
+
+@pytest.mark.parametrize(
+    ("flavour", "code", "message"),
+    [
+        # Milvus 2.4 / 2.5 internal/datacoord/services.go: fmt.Sprint("parse job id failed, err=%w", err)
+        (
+            "2.5",
+            2100,
+            'parse job id failed, err=%wstrconv.ParseInt: parsing "job-abc": invalid syntax'
+            ": importing data failed",
+        ),
+        (
+            "2.4.0",
+            2100,
+            'parse job id failed, err=%wstrconv.ParseInt: parsing "job-abc": invalid syntax'
+            ": importing data failed",
+        ),
+        # 2.6 wraps the error (facts page, "Round 2")
+        (
+            "2.6",
+            2100,
+            'parse job id failed: strconv.ParseInt: parsing "job-abc": invalid syntax: importing data failed',
+        ),
+        # master / 3.x: merr.WrapErrParameterInvalid (facts page, "Round 2")
+        (
+            "3.x",
+            1100,
+            'parse job id failed: strconv.ParseInt: parsing "job-abc": invalid syntax: invalid parameter',
+        ),
+    ],
+)
+def test_bad_job_id_by_generation(flavour: str, code: int, message: str) -> None:
+    error = generation(flavour).bad_job_id('strconv.ParseInt: parsing "job-abc": invalid syntax')
+    assert (error.code, error.message) == (code, message)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("300s", 300.0), ("1.5h", 5400.0), ("1h30m", 5400.0), ("0", 0.0), ("250ms", 0.25), ("-1s", -1.0)],
+)
+def test_go_durations(text: str, seconds: float) -> None:
+    assert go_parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("abc", 'time: invalid duration "abc"'),
+        ("", 'time: invalid duration ""'),
+        ("5", 'time: missing unit in duration "5"'),
+        ("5x", 'time: unknown unit "x" in duration "5x"'),
+    ],
+)
+def test_go_duration_errors(text: str, message: str) -> None:
+    """Go's time.ParseDuration messages (Go standard library, src/time/format.go)."""
+    with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
+        go_parse_duration(text)
+
+
+def test_protobuf_text_file_names() -> None:
+    """The Milvus 2.4 docs' example detail: ``id:449839014328146740 paths:"/8ca44f28-.../1.parquet"``."""
+    assert (
+        protobuf_text_file(449839014328146740, ["/8ca44f28-47f7-40ba-9604-98918afe26d1/1.parquet"])
+        == 'id:449839014328146740 paths:"/8ca44f28-47f7-40ba-9604-98918afe26d1/1.parquet"'
     )
+    assert protobuf_text_file(7, ["id.npy", "vec.npy"]) == 'id:7 paths:"id.npy" paths:"vec.npy"'
+
+
+def test_unknown_flavour_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"unknown flavour '2\.3'"):
+        generation("2.3")
 
 
 def test_body_decoding() -> None:
@@ -338,8 +410,10 @@ def test_config_round_trips_through_the_command_line() -> None:
         latency_ms=5,
         rows_per_second=100.0,
         token="secret",
+        flavour="3.x",
     )
     argv = config.to_argv()
+    assert argv[argv.index("--flavour") + 1] == "3.x"
     assert "secret" not in argv, "the token travels in the environment, never in a process list"
     assert config_from_args(argv) == ServerConfig(**{**config.__dict__, "token": None})
 
@@ -353,6 +427,7 @@ def test_config_validation() -> None:
         ({"ssl_certfile": "x"}, "go together"),
         ({"cluster_id": ""}, "cluster_id must not be empty"),
         ({"fail_rate": 0.6, "drop_rate": 0.6}, "must not exceed 1"),
+        ({"flavour": "2.3"}, "unknown flavour '2.3'; expected one of 2.4.0, 2.5, 2.6, 3.x"),
     ):
         with pytest.raises(ValueError, match=message):
             ServerConfig(**bad)  # type: ignore[arg-type]
@@ -365,3 +440,58 @@ def test_token_bucket() -> None:
     assert [bucket.take() == 0.0 for _ in range(3)] == [True, True, False]
     time.sleep(0.55)
     assert bucket.take() == 0.0
+
+
+def test_a_job_past_its_timeout_is_shown_failed_with_import_timeout() -> None:
+    now = time.time()
+    stalled = _job(stalled=True, timeout_at=now - 0.5, tasks=_tasks(), tasks_visible=True)
+    view = view_job(stalled, now)
+    assert (view.state, view.progress, view.reason) == (JobState.FAILED, 0, "import timeout")
+    assert [detail.state for detail in view.details] == ["Failed", "Failed"]
+    assert view.complete_time == format_time(now - 0.5)
+    assert summarize_job(stalled, now).reason == "import timeout"
+    assert view_job(stalled, now - 1).state is JobState.IMPORTING, "not before its timeout"
+
+
+def test_a_job_ready_before_its_timeout_is_not_timed_out() -> None:
+    now = time.time()
+    done = _job(phase=Phase.COMPLETED, finish_time=now - 2, ready_time=now - 2, timeout_at=now - 1)
+    assert view_job(done, now).state is JobState.COMPLETED
+    waiting = _job(
+        phase=Phase.UNCOMMITTED,
+        auto_commit=False,
+        finish_time=now - 2,
+        ready_time=now - 2,
+        timeout_at=now - 1,
+    )
+    assert view_job(waiting, now).state is JobState.UNCOMMITTED, "a 2PC job waiting for its commit"
+
+
+def test_a_duration_past_the_timeout_times_the_job_out() -> None:
+    now = time.time()
+    job = _job(
+        phase=Phase.COMPLETED,
+        create_time=now - 3,
+        duration=10.0,
+        finish_time=now - 2,
+        ready_time=now - 2,
+        timeout_at=now - 1,
+    )
+    assert (view_job(job, now).state, view_job(job, now).reason) == (JobState.FAILED, "import timeout")
+
+
+def test_local_retry_shows_files_in_retry_early_in_the_import_phase() -> None:
+    now = time.time()
+    job = _job(
+        phase=Phase.COMPLETED,
+        create_time=now - 5.0,
+        duration=10.0,
+        finish_time=now - 4.0,
+        tasks=_tasks((50, 50), FileState.COMPLETED),
+        tasks_visible=True,
+        show_retry=True,
+    )
+    early = view_job(job, now)  # 5/10 of the timeline: 45%, the first half of the import phase (40-70)
+    assert [detail.state for detail in early.details] == ["Retry", "Retry"]
+    later = view_job(job, now + 2.0)  # 7/10: 63%
+    assert [detail.state for detail in later.details] == ["InProgress", "InProgress"]
