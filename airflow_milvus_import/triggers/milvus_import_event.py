@@ -349,27 +349,27 @@ class MilvusImportJobEventTrigger(_TriggerBase):
             for name in ("collection_name", "db_name", "states", "min_rows", "created_by", "since")
         }
 
-    def _state_store(self) -> tuple[StateStore, bool]:
+    async def _state_store(self) -> tuple[StateStore, bool]:
         """The asset state store Airflow 3.3 gave this watcher (durable), else a process-local one."""
-        store = getattr(self, "asset_state_store", None)
-        if store is not None:
-            try:
-                store._single_accessor()
-            except ValueError:
-                self.log.warning(
-                    "Watcher of collection %r watches several assets: what it reported is remembered in "
-                    "this process only (give each asset its own watcher for the restart guarantee)",
-                    self.collection_name,
-                )
-            else:
-                return store, True
-        return MemoryStateStore(), False
+        store: StateStore | None = getattr(self, "asset_state_store", None)
+        if store is None:
+            return MemoryStateStore(), False
+        try:
+            await store.aget(import_events.watch_key(self._identity()))
+        except ValueError:  # Airflow's accessor of several assets wants one named
+            self.log.warning(
+                "Watcher of collection %r watches several assets: what it reported is remembered in "
+                "this process only (give each asset its own watcher for the restart guarantee)",
+                self.collection_name,
+            )
+            return MemoryStateStore(), False
+        return store, True
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from airflow_milvus_import.lineage import target_from_settings
         from airflow_milvus_import.polling import resolve_settings
 
-        store, durable = self._state_store()
+        store, durable = await self._state_store()
         if self.created_by == import_events.CREATED_BY_OTHERS and not durable:
             raise RuntimeError(
                 f"Watcher of collection {self.collection_name!r}: created_by='others' needs Airflow 3.3's "
