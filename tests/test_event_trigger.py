@@ -191,8 +191,8 @@ def test_job_ids_from_triggering_asset_events_reads_watcher_payloads() -> None:
         ],
         "other": [Event({}), Event({"job_id": "5"})],
     }
-    rendered = Environment().from_string(JOB_IDS_FROM_TRIGGERING_ASSET_EVENTS).render(
-        triggering_asset_events=events
+    rendered = (
+        Environment().from_string(JOB_IDS_FROM_TRIGGERING_ASSET_EVENTS).render(triggering_asset_events=events)
     )
     assert sorted(eval(rendered)) == ["5", "7"]
 
@@ -443,3 +443,64 @@ def test_many_watchers_share_one_list_per_interval(server: Any, conn_id: str) ->
             await watcher.stop()
 
     asyncio.run(scenario())
+
+
+# --- the import operator marks the jobs it creates ---------------------------------------------------------
+
+MARKING_DAG = """
+from datetime import datetime
+from airflow.sdk import DAG
+from airflow_milvus_import.lineage import milvus_collection_asset
+from airflow_milvus_import.operators.milvus_import import MilvusBulkImportOperator
+
+with DAG("ami_marks_its_jobs", schedule=None, start_date=datetime(2025, 1, 1)):
+    MilvusBulkImportOperator(
+        task_id="import_rows", collection_name={collection!r}, files=[[{rows!r}]], poll_interval=0.5,
+        timeout=60, outlets=[milvus_collection_asset({collection!r}, endpoint={endpoint!r})],
+    )
+    MilvusBulkImportOperator(
+        task_id="import_without_outlet", collection_name={collection!r}, files=[[{rows!r}]],
+        poll_interval=0.5, timeout=60,
+    )
+"""
+
+
+@pytest.mark.integration
+def test_the_import_operator_marks_its_jobs_in_the_outlets_state(
+    airflow_db: Any, local_server: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    from airflow.models.asset import AssetModel
+    from airflow.models.asset_state_store import AssetStateStoreModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    from airflow_milvus_import.lineage import collection_ref
+    from tests.test_assets import sync_dags_and_unpause
+    from tests.test_operators import run_dag, task_states, use_dags_folder, xcom
+
+    collection = f"ev_marks_{uuid.uuid4().hex[:8]}"
+    prepare_rows(local_server, collection, ROWS_FILE, rows=3)
+    folder = tmp_path / "dags"
+    folder.mkdir()
+    (folder / "ami_marks_its_jobs.py").write_text(
+        MARKING_DAG.format(collection=collection, rows=ROWS_FILE, endpoint=local_server.url)
+    )
+    use_dags_folder(monkeypatch, folder)
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_MILVUS_IMPORT_DEFAULT",
+        json.dumps({"conn_type": "milvus_import", "host": local_server.url}),
+    )
+    sync_dags_and_unpause(folder, "ami_marks_its_jobs")
+
+    run = run_dag("ami_marks_its_jobs", {}, folder=folder)
+
+    assert str(run.state) == "success", task_states(run)
+    marked, unmarked = xcom(run, "import_rows", "job_id"), xcom(run, "import_without_outlet", "job_id")
+    uri = collection_ref(collection, endpoint=local_server.url).uri
+    with create_session() as session:
+        asset_id = session.scalar(select(AssetModel.id).where(AssetModel.uri == uri))
+        keys = set(
+            session.scalars(select(AssetStateStoreModel.key).where(AssetStateStoreModel.asset_id == asset_id))
+        )
+    assert import_events.created_key(marked) in keys
+    assert import_events.created_key(unmarked) not in keys
