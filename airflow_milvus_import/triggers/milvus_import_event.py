@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
+import weakref
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
@@ -38,8 +38,6 @@ if TYPE_CHECKING:
     from airflow_milvus_import.protocol import ConnectionSettings
 
 __all__ = ["EVENT_DRIVEN_SCHEDULING", "JobListFeed", "JobListSnapshot", "MilvusImportJobEventTrigger"]
-
-log = logging.getLogger(__name__)
 
 DEFAULT_CONN_ID: Final = "milvus_import_default"
 DEFAULT_POLL_INTERVAL: Final = 10.0
@@ -148,13 +146,14 @@ class JobListFeed:
             await self.hook.aclose()
 
 
-_feeds: dict[tuple[int, PollerKey], JobListFeed] = {}
+_feeds: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[PollerKey, JobListFeed]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def active_feeds() -> list[JobListFeed]:
     """The list feeds of the running event loop (for tests and benchmarks)."""
-    loop_id = id(asyncio.get_running_loop())
-    return [feed for (owner, _), feed in _feeds.items() if owner == loop_id]
+    return list(_feeds.get(asyncio.get_running_loop(), {}).values())
 
 
 @contextlib.asynccontextmanager
@@ -164,10 +163,11 @@ async def subscribe(
     """The jobs of ``settings``' endpoint and ``db_name``, list by list, shared with the loop's watchers."""
     from airflow_milvus_import.polling import PollerKey
 
-    slot = (id(asyncio.get_running_loop()), PollerKey.of(settings, db_name))
-    feed = _feeds.get(slot)
+    feeds = _feeds.setdefault(asyncio.get_running_loop(), {})
+    key = PollerKey.of(settings, db_name)
+    feed = feeds.get(key)
     if feed is None:
-        feed = _feeds[slot] = JobListFeed(slot[1], conn_id)
+        feed = feeds[key] = JobListFeed(key, conn_id)
     queue = feed.add(interval)
 
     async def snapshots() -> AsyncIterator[JobListSnapshot]:
@@ -179,8 +179,8 @@ async def subscribe(
     finally:
         task = feed.remove(queue)
         if task is not None:
-            if _feeds.get(slot) is feed:
-                del _feeds[slot]
+            if feeds.get(key) is feed:
+                del feeds[key]
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
@@ -381,7 +381,7 @@ class MilvusImportJobEventTrigger(_TriggerBase):
             feed,
             snapshots,
         ):
-            watch = _Watch(self, store, durable, target, feed.hook)
+            watch = _Watch(self, store, target, feed.hook)
             async for event in watch.events(snapshots):
                 yield event
 
@@ -393,7 +393,6 @@ class _Watch:
         self,
         trigger: MilvusImportJobEventTrigger,
         store: StateStore,
-        durable: bool,
         target: LineageTarget,
         hook: MilvusImportHook,
     ) -> None:
@@ -401,7 +400,6 @@ class _Watch:
         self.hook = hook
         self.log = trigger.log
         self.store = store
-        self.durable = durable
         self.target = target
         self.collection = trigger.collection_name
         self.baseline: set[str] | None = None
@@ -430,7 +428,7 @@ class _Watch:
                 continue
             confirmed = await self._in_database(hook, {job.job_id for job in candidates})
             for job in candidates:
-                if confirmed is not None and job.job_id not in confirmed:
+                if job.job_id not in confirmed:
                     continue
                 payload = await self._decide(hook, job)
                 if payload is not None:
@@ -515,19 +513,33 @@ class _Watch:
             self.baseline -= set(gone)
             await self._save_baseline(self.baseline)
 
-    async def _in_database(self, hook: MilvusImportHook, job_ids: set[str]) -> set[str] | None:
-        """The ids among ``job_ids`` that a list of the collection in its database shows (None: cannot tell).
+    async def _in_database(self, hook: MilvusImportHook, job_ids: set[str]) -> set[str]:
+        """The ids among ``job_ids`` that a list of the collection in its database shows.
 
         A ``list`` without a collection may answer every database's jobs, and its records name no database.
         """
+        from airflow_milvus_import.exceptions import MilvusImportNotFoundError, MilvusImportRouteNotFoundError
+
         try:
             jobs = await hook.alist_import_jobs(self.collection, db_name=self.trigger.db_name)
         except Exception as error:
-            self.log.warning(
-                "Watcher of collection %r: listing its jobs failed (%s); trying again at the next list",
-                self.collection,
-                error,
-            )
+            if isinstance(error, MilvusImportNotFoundError) and not isinstance(
+                error, MilvusImportRouteNotFoundError
+            ):
+                # No such collection in this database (any more): the jobs listed are not this database's.
+                self.log.info(
+                    "Watcher of collection %r: %s; finished jobs %s are not reported",
+                    self.collection,
+                    error,
+                    ", ".join(sorted(job_ids)),
+                )
+                self.handled |= job_ids
+            else:
+                self.log.warning(
+                    "Watcher of collection %r: listing its jobs failed (%s); trying again at the next list",
+                    self.collection,
+                    error,
+                )
             return set()
         return {job.job_id for job in jobs} & job_ids
 
