@@ -504,3 +504,33 @@ def test_the_import_operator_marks_its_jobs_in_the_outlets_state(
         )
     assert import_events.created_key(marked) in keys
     assert import_events.created_key(unmarked) not in keys
+
+
+def test_state_of_jobs_the_server_no_longer_lists_is_dropped() -> None:
+    from airflow_milvus_import.models import ImportJobState, ImportJobSummary
+    from airflow_milvus_import.triggers.milvus_import_event import VANISHED_AFTER_LISTS, _Watch
+
+    def job(job_id: str) -> ImportJobSummary:
+        return ImportJobSummary(job_id=job_id, collection_name="books", state=ImportJobState.COMPLETED)
+
+    async def scenario() -> dict[str, Any]:
+        store = MemoryStateStore()
+        watch = _Watch(_trigger("c", "books"), store, target=None, hook=None)  # type: ignore[arg-type]
+        watch.baseline = {"1"}
+        await watch._save_baseline(watch.baseline)
+        for job_id in ("1", "2"):
+            await store.aset(import_events.reported_key(job_id), {"state": "Completed"})
+            await store.aset(import_events.created_key(job_id), {"dag_id": "d"})
+        await watch._forget_vanished([job("1"), job("2")])
+        for _ in range(VANISHED_AFTER_LISTS - 1):
+            await watch._forget_vanished([job("2")])
+        assert import_events.reported_key("1") in store.values, "gone from fewer lists than the limit"
+        await watch._forget_vanished([job("2")])
+        return store.values
+
+    values = asyncio.run(scenario())
+    assert import_events.reported_key("1") not in values
+    assert import_events.created_key("1") not in values
+    assert import_events.reported_key("2") in values
+    [baseline] = [value for key, value in values.items() if key.startswith("milvus_import.watch.")]
+    assert baseline["baseline"] == []
