@@ -534,3 +534,33 @@ def test_state_of_jobs_the_server_no_longer_lists_is_dropped() -> None:
     assert import_events.reported_key("2") in values
     [baseline] = [value for key, value in values.items() if key.startswith("milvus_import.watch.")]
     assert baseline["baseline"] == []
+
+
+def test_on_the_zilliz_cloud_flavour(server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    conn_id = f"event_cloud_{uuid.uuid4().hex[:6]}"
+    connection = {
+        "conn_type": "milvus_import",
+        "host": server.cloud_url,
+        "password": SENTINEL_TOKEN,
+        "extra": {"cluster_id": server.cluster_id},
+    }
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(connection))
+    collection = _collection(server)
+
+    async def scenario() -> list[dict[str, Any]]:
+        watcher = Watcher(_trigger(conn_id, collection), MemoryStateStore())
+        watcher.start()
+        await asyncio.sleep(INTERVAL * 3)
+        job_id = await asyncio.to_thread(_create, conn_id, collection)
+        events = await watcher.until(1)
+        await watcher.settle()
+        await watcher.stop()
+        assert [event["job_id"] for event in events] == [job_id]
+        assert job_id.startswith("job-")
+        return events
+
+    [payload] = asyncio.run(scenario())
+    assert payload["deployment"] == "Zilliz Cloud"
+    assert payload["cluster_id"] == server.cluster_id
+    assert payload["imported_rows"] == 5
+    assert SENTINEL_TOKEN not in json.dumps(payload)
