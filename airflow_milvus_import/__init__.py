@@ -87,6 +87,22 @@ def get_provider_info() -> dict[str, Any]:
                 "ui-field-behaviour": copy.deepcopy(CONNECTION_FIELD_BEHAVIOUR),
             }
         ],
+        "integrations": [
+            {
+                "integration-name": "Milvus Import",
+                "external-doc-url": "https://milvus.io/docs/import-data.md",
+                "tags": ["software"],
+            }
+        ],
+        "triggers": [
+            {
+                "integration-name": "Milvus Import",
+                "python-modules": [
+                    "airflow_milvus_import.triggers.milvus_import",
+                    "airflow_milvus_import.triggers.milvus_import_event",
+                ],
+            }
+        ],
         "extra-links": ["airflow_milvus_import.links.MilvusImportJobLink"],
         "asset-uris": [
             {

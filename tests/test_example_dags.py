@@ -28,6 +28,7 @@ EXAMPLE_DAG_IDS = {
     "example_milvus_import_mapped",
     "example_milvus_import_assets_producer",
     "example_milvus_import_assets_consumer",
+    "example_milvus_import_event_driven",
 }
 
 

@@ -364,6 +364,7 @@ class MilvusBulkImportOperator(BaseOperator):
             )
             self._job_id = job_id
             context["ti"].xcom_push(key="job_id", value=job_id)
+            self._mark_created(context, job_id)
             if self._two_phase:
                 self.log.info(
                     "Import job %s is two-phase: once its data is ready it waits (Uncommitted) for a commit",
@@ -489,6 +490,16 @@ class MilvusBulkImportOperator(BaseOperator):
             self._lineage_target = lineage_target_or_none(
                 self.milvus_import_conn_id, self.log, lacking="Lineage and asset events"
             )
+
+    def _mark_created(self, context: Context, job_id: str) -> None:
+        """Tell watchers of the outlets' collection assets that this task emits the job's event itself."""
+        if not self.outlets or self._lineage_target is None:
+            return
+        from airflow_milvus_import.import_events import mark_created_by_operator
+
+        collection = self._lineage_target.collection(self.collection_name, self.db_name)
+        outlets = list(self.outlets)
+        mark_created_by_operator(cast("Mapping[str, Any]", context), outlets, collection, job_id, self.log)
 
     def _known_jobs(self) -> list[dict[str, Any]]:
         return list(self._jobs_seen or [])

@@ -38,10 +38,14 @@ if TYPE_CHECKING:
 __all__ = ["JOB_IDS_FROM_TRIGGERING_ASSET_EVENTS", "MilvusImportJobSensor"]
 
 #: A ``job_id`` for a DAG scheduled on a collection asset: every ``job_id`` in the extras of the asset
-#: events that triggered the run (what :class:`MilvusBulkImportOperator` puts there), as a list.
+#: events that triggered the run (what :class:`MilvusBulkImportOperator` puts there, and what an asset
+#: watcher's ``MilvusImportJobEventTrigger`` puts in ``extra["payload"]``), as a list.
 JOB_IDS_FROM_TRIGGERING_ASSET_EVENTS = (
-    "{{ triggering_asset_events.values() | sum(start=[]) | map(attribute='extra') "
-    "| selectattr('job_id', 'defined') | map(attribute='job_id') | unique | list }}"
+    "{{ ((triggering_asset_events.values() | sum(start=[]) | map(attribute='extra') "
+    "| selectattr('job_id', 'defined') | map(attribute='job_id') | list) "
+    "+ (triggering_asset_events.values() | sum(start=[]) | map(attribute='extra') "
+    "| selectattr('payload', 'mapping') | map(attribute='payload') "
+    "| selectattr('job_id', 'defined') | map(attribute='job_id') | list)) | unique | list }}"
 )
 
 DEFAULT_CONN_ID = "milvus_import_default"

@@ -177,6 +177,16 @@ class AirflowApi:
         run = self.request("POST", f"/api/v2/dags/{dag_id}/dagRuns", json=body)
         return str(run["dag_run_id"])
 
+    def dag_runs(self, dag_id: str) -> list[dict[str, Any]]:
+        """Every run of ``dag_id``, oldest first."""
+        runs = self.get(f"/api/v2/dags/{dag_id}/dagRuns", params={"limit": 100, "order_by": "run_after"})
+        return list(runs["dag_runs"])
+
+    def asset_events(self) -> list[dict[str, Any]]:
+        """Every asset event, oldest first (with its ``extra``)."""
+        events = self.get("/api/v2/assets/events", params={"limit": 100, "order_by": "timestamp"})
+        return list(events["asset_events"])
+
     def dag_run(self, dag_id: str, run_id: str) -> dict[str, Any]:
         return dict(self.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}"))
 
