@@ -767,6 +767,8 @@ class JobWaitTracker:
     def _gave_up_message(self, failing: list[str]) -> str:
         job_id = failing[0]
         endpoint = self._last_error_endpoint.get(job_id) or self.endpoint
+        if endpoint and endpoint.split(" ", 1)[0] in {"GET", "POST"}:
+            endpoint = endpoint.split(" ", 1)[1]  # "POST http://...": the endpoint is the URL
         where = f" on {endpoint}" if endpoint else ""
         jobs = f"job {job_id}" if len(failing) == 1 else f"jobs {', '.join(failing)}"
         return (
