@@ -430,9 +430,7 @@ async def test_a_failed_list_counts_as_a_failed_poll_of_every_job(
     scripted.list_answer = (503, "<html>503 Service Unavailable</html>", "text/html")
     triggers = scripted_triggers(5, error_tolerance=1.0)
     with caplog.at_level(logging.INFO, logger="airflow_milvus_import.polling"):
-        events = await asyncio.wait_for(
-            asyncio.gather(*(drive(trigger) for trigger in triggers)), timeout=30
-        )
+        events = await asyncio.wait_for(asyncio.gather(*(drive(trigger) for trigger in triggers)), timeout=30)
     for event, trigger in zip(events, triggers, strict=True):
         assert event["status"] == "error"
         assert event["message"].startswith(

@@ -510,8 +510,7 @@ class MilvusBulkImportOperator(BaseOperator):
                 progress.reason or "no reason given",
             )
             return None
-        created = progress.create_time.timestamp() if progress.create_time is not None else time.time()
-        end_time = max(created + self.timeout, time.time() + min(self.poll_interval, self.timeout))
+        end_time = time.time() + self.timeout  # each try waits up to ``timeout``, as the first one did
         if state is ImportJobState.COMPLETED:
             self.log.info(
                 "Import job %s created by an earlier try already Completed: returning its result, no new job",
