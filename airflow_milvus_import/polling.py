@@ -1153,12 +1153,19 @@ class SharedProgressSource:
         return time.monotonic() + (self.end_time - time.time())
 
     async def fetch(
-        self, job_ids: Sequence[str], *, delay: float = 0.0, exact: bool = False
+        self,
+        job_ids: Sequence[str],
+        *,
+        delay: float = 0.0,
+        exact: bool = False,
+        retry_until: float | None = None,
     ) -> dict[str, ProgressAnswer]:
         """
         The progress of each job (or the exception its poll ended with), polled in ``delay`` seconds.
 
         :param exact: the delay is a server's ``Retry-After``: not a moment earlier.
+        :param retry_until: a monotonic time past which the poll is not retried (the wait's error
+            tolerance runs out then); the wait's deadline bounds the retries anyway.
         """
         if self._closed:
             raise RuntimeError("this progress source is closed")
@@ -1172,7 +1179,11 @@ class SharedProgressSource:
                 return dict.fromkeys(job_ids, error)
             self._poller, self._watch = _attach(settings, self.conn_id, self.db_name, self._final_states)
         future = self._poller.request(
-            self._watch, job_ids, delay=delay, exact=exact, not_after=self._not_after()
+            self._watch,
+            job_ids,
+            delay=delay,
+            exact=exact,
+            not_after=_earliest((self._not_after(), retry_until)),
         )
         answers = await future
         return {job_id: answers[job_id] for job_id in job_ids}

@@ -602,10 +602,11 @@ class MilvusBulkImportOperator(BaseOperator):
                 if left is not None:  # failing polls: poll again when the tolerance runs out, not later
                     sleep = min(sleep, max(0.0, left))
                 time.sleep(sleep)
+            sent_at = time.monotonic()
             try:
                 progress = hook.get_import_progress(job_id, db_name=self.db_name)
             except MilvusImportError as error:
-                failures = tracker.record_error(job_id, error, time.monotonic())
+                failures = tracker.record_error(job_id, error, sent_at)
                 if error.transient:
                     self.log.warning(
                         "Poll of import job %s failed (%d in a row, failing for %s of the %s tolerated): %s",

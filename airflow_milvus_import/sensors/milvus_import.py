@@ -255,10 +255,12 @@ class MilvusImportJobSensor(BaseSensorOperator):
         hook = self._get_hook()
         pending = tracker.pending_job_ids()
         for job_id in pending:
+            sent_at = time.monotonic()
             try:
                 progress = hook.get_import_progress(job_id, db_name=self.db_name)
             except MilvusImportError as error:
-                failures = tracker.record_error(job_id, error, time.monotonic())
+                # counted from when the check was sent, not from the end of the hook's retries
+                failures = tracker.record_error(job_id, error, sent_at)
                 if error.transient and self._checks_start_fresh:
                     return tracker.result(
                         WaitStatus.ERROR,

@@ -78,7 +78,12 @@ class ProgressSource(Protocol):
     """Where a trigger gets job progress (:class:`airflow_milvus_import.polling.SharedProgressSource`)."""
 
     async def fetch(
-        self, job_ids: Sequence[str], *, delay: float = 0.0, exact: bool = False
+        self,
+        job_ids: Sequence[str],
+        *,
+        delay: float = 0.0,
+        exact: bool = False,
+        retry_until: float | None = None,
     ) -> dict[str, ImportJobProgress | Exception]: ...
 
     async def aclose(self) -> None: ...
@@ -384,14 +389,21 @@ class MilvusImportJobTrigger(BaseTrigger):
         a server asked for.
         """
         pending = tracker.pending_job_ids()
-        answers = await source.fetch(pending, delay=delay, exact=exact)
+        asked_at = time.monotonic()
+        # While polls fail, a poll's own retries stop where the tolerance runs out.
+        left = _earliest_tolerance_left(tracker, asked_at)
+        answers = await source.fetch(
+            pending, delay=delay, exact=exact, retry_until=None if left is None else asked_at + left
+        )
         polled_at = time.monotonic()
+        # A failed poll counts from when it was sent, not from the end of its retries.
+        sent_at = min(polled_at, asked_at + delay)
         retry_after: float | None = None
         lines: list[str] = []
         for job_id in pending:
             answer = answers[job_id]
             if isinstance(answer, Exception):
-                failures = tracker.record_error(job_id, answer, polled_at)
+                failures = tracker.record_error(job_id, answer, sent_at)
                 if getattr(answer, "transient", False):
                     asked = getattr(answer, "retry_after", None)
                     if isinstance(asked, (int, float)) and math.isfinite(asked) and asked > 0:
