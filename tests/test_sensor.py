@@ -84,6 +84,7 @@ def test_template_fields_and_defaults() -> None:
     assert wait.poke_interval == 10.0
     assert wait.accept_uncommitted is False
     assert wait.max_consecutive_errors == 5
+    assert wait.error_tolerance == 600.0
     assert (
         sensor(mode="reschedule").poke_interval == 60.0
     )  # Airflow's default: reschedules cost the scheduler
@@ -97,6 +98,8 @@ def test_template_fields_and_defaults() -> None:
     [
         ({"poll_interval": 1, "poke_interval": 2}, ValueError, "not both"),
         ({"max_consecutive_errors": 0}, ValueError, "at least 1"),
+        ({"error_tolerance": -5}, ValueError, "error_tolerance must be a positive"),
+        ({"error_tolerance": None}, TypeError, "error_tolerance must be seconds"),
         ({"max_consecutive_errors": "3"}, TypeError, "integer"),
         ({"poll_interval": -1}, ValueError, "poke_interval"),
     ],

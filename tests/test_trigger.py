@@ -516,9 +516,39 @@ def test_trigger_defaults() -> None:
     }
 
 
+def test_error_tolerance_travels_in_the_serialized_trigger_and_old_forms_get_the_default() -> None:
+    from datetime import timedelta
+
+    from airflow.sdk.serde import deserialize, serialize
+
+    trigger = MilvusImportJobTrigger("1", error_tolerance=timedelta(minutes=2))
+    classpath, kwargs = trigger.serialize()
+    assert kwargs["error_tolerance"] == 120.0
+    rebuilt = MilvusImportJobTrigger(**deserialize(json.loads(json.dumps(serialize(kwargs)))))
+    assert rebuilt.error_tolerance == 120.0
+    assert rebuilt.serialize() == (classpath, kwargs)
+    # what the previous version serialized (no error_tolerance, max_consecutive_errors 5): it resumes with
+    # the 10-minute default, and max_consecutive_errors keeps its meaning for unknown states
+    previous = {
+        "job_ids": ["1"],
+        "milvus_import_conn_id": "milvus_import_default",
+        "db_name": None,
+        "poll_interval": 10.0,
+        "end_time": None,
+        "max_consecutive_errors": 5,
+        "accept_uncommitted": False,
+    }
+    resumed = MilvusImportJobTrigger(**previous)
+    assert resumed.error_tolerance == 600.0
+    assert resumed.max_consecutive_errors == 5
+    assert resumed.serialize()[1] == previous
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error", "fragment"),
     [
+        ({"job_ids": "1", "error_tolerance": 0}, ValueError, "error_tolerance must be a positive"),
+        ({"job_ids": "1", "error_tolerance": "10m"}, TypeError, "error_tolerance must be seconds"),
         ({"job_ids": []}, ValueError, "no import job id"),
         ({"job_ids": "1", "poll_interval": 0}, ValueError, "poll_interval must be a positive"),
         ({"job_ids": "1", "poll_interval": float("nan")}, ValueError, "poll_interval"),
