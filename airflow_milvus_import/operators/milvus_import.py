@@ -548,11 +548,13 @@ class MilvusBulkImportOperator(BaseOperator):
                 "no DAG run start time" if run_start is None else "no files",
             )
             return None
+        from airflow_milvus_import.models import ImportJobState
+
         since = run_start.timestamp()
         candidates = [
             job
             for job in _newest_first(hook.list_import_jobs(self.collection_name, db_name=self.db_name))
-            if job.state.value != "Failed"
+            if job.state is not ImportJobState.FAILED
         ][:MAX_JOBS_EXAMINED_ON_RETRY]
         for job in candidates:
             progress = self._describe_earlier_job(hook, job.job_id)
