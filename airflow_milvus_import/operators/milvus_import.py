@@ -272,7 +272,8 @@ class MilvusBulkImportOperator(BaseOperator):
         ``[operators] default_deferrable``).
     :param poll_interval: seconds between progress polls.
     :param timeout: how long to wait for the job to end (seconds or a timedelta; default 7 days), counted
-        from its creation. The job itself keeps running on the server after a timeout.
+        from its creation (on a retry that reconnects to the job, from the retry's start). The job itself
+        keeps running on the server after a timeout.
     :param accept_uncommitted: treat ``Uncommitted`` (a two-phase job whose data is ready, waiting for its
         commit) as success, so a downstream task can check the data and commit it.
     :param max_consecutive_errors: give up after the job's state is unknown (``None``) this many polls in a
