@@ -11,9 +11,10 @@ poking worker (sync) or in the import operator.
 
   1. **fail fast**: as soon as any job is ``Failed`` the wait ends ``failed`` (the other jobs are not
      waited for; their last-seen progress is reported);
-  2. a job whose polls fail ``max_consecutive_errors`` times in a row (transient errors), or whose state
-     stays unknown (``None``) that many polls in a row, ends the wait with ``error``; a non-transient
-     error (auth, not found, bad request) ends it at once;
+  2. a job whose polls keep failing with transient errors (connection errors, timeouts, 5xx, 408, 429)
+     for ``error_tolerance`` seconds (10 minutes by default, whatever the poll interval), or whose state
+     stays unknown (``None``) ``max_consecutive_errors`` polls in a row, ends the wait with ``error``; a
+     non-transient error (auth, not found, bad request) ends it at once;
   3. ``success`` once every job is ``Completed`` (or ``Uncommitted`` when ``accept_uncommitted``);
   4. otherwise keep waiting; the caller ends the wait with ``timeout`` at its deadline.
 
@@ -45,6 +46,7 @@ from airflow_milvus_import.exceptions import (
 from airflow_milvus_import.models import ImportJobProgress, ImportJobState, parse_job_id
 
 __all__ = [
+    "DEFAULT_ERROR_TOLERANCE_SECONDS",
     "DEFAULT_MAX_CONSECUTIVE_ERRORS",
     "JobWaitTracker",
     "ProgressHistory",
@@ -61,9 +63,12 @@ __all__ = [
     "is_done_state",
     "job_ids_given_as_list",
     "normalize_job_ids",
+    "parse_error_tolerance",
 ]
 
 DEFAULT_MAX_CONSECUTIVE_ERRORS = 5
+#: how long a wait tolerates polls failing with transient errors (an outage, a proxy restart) by default
+DEFAULT_ERROR_TOLERANCE_SECONDS = 600.0
 
 _NOT_A_LIST = object()
 
@@ -81,6 +86,25 @@ class WaitStatus(str, enum.Enum):
 
     def __str__(self) -> str:
         return self.value
+
+
+def parse_error_tolerance(value: Any) -> float:
+    """
+    ``error_tolerance`` as seconds: a number of seconds or a ``timedelta``, positive and finite.
+
+    :raises TypeError: not a number or a timedelta.
+    :raises ValueError: zero, negative, infinite or NaN.
+    """
+    seconds: float
+    if hasattr(value, "total_seconds") and callable(value.total_seconds):
+        seconds = float(value.total_seconds())
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        raise TypeError(f"error_tolerance must be seconds or a timedelta, got {value!r}")
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"error_tolerance must be a positive number of seconds, got {value!r}")
+    return seconds
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -545,13 +569,19 @@ class JobWaitTracker:
     """
     The state of one wait on one or more jobs: last progress per job, error and unknown-state counters.
 
-    Feed it each poll's answers (:meth:`record_progress`, :meth:`record_error`), ask :meth:`evaluate` for
-    the outcome, and poll again only :meth:`pending_job_ids`. Rules in the module docstring.
+    Feed it each poll's answers (:meth:`record_progress`, :meth:`record_error`, with the time of the
+    poll on one monotonic clock), ask :meth:`evaluate` for the outcome, and poll again only
+    :meth:`pending_job_ids`. Rules in the module docstring.
 
     :param job_ids: the jobs to wait for (normalised with :func:`normalize_job_ids`).
     :param accept_uncommitted: count ``Uncommitted`` (a 2PC job waiting for its commit) as success.
-    :param max_consecutive_errors: failed polls (or unknown states) in a row, per job, before giving up.
+    :param max_consecutive_errors: polls in a row, per job, that report an unknown state before giving up.
+        (Before 1.1 it also counted failed polls; those are now measured in time, ``error_tolerance``.)
+    :param error_tolerance: seconds (or a timedelta) a job's polls may keep failing with transient errors
+        before the wait gives up: from the first failed poll of a run of failures to a failed poll that
+        long after it.
     :param conn_id: the connection, named in messages.
+    :param endpoint: the endpoint polled (base URL), named in the give-up message when known.
     """
 
     def __init__(
@@ -560,8 +590,11 @@ class JobWaitTracker:
         *,
         accept_uncommitted: bool = False,
         max_consecutive_errors: int = DEFAULT_MAX_CONSECUTIVE_ERRORS,
+        error_tolerance: Any = DEFAULT_ERROR_TOLERANCE_SECONDS,
         conn_id: str | None = None,
+        endpoint: str | None = None,
     ) -> None:
+        self.error_tolerance = parse_error_tolerance(error_tolerance)
         if isinstance(max_consecutive_errors, bool) or not isinstance(max_consecutive_errors, int):
             raise TypeError("max_consecutive_errors must be an integer")
         if max_consecutive_errors < 1:
@@ -570,10 +603,14 @@ class JobWaitTracker:
         self.accept_uncommitted = accept_uncommitted
         self.max_consecutive_errors = max_consecutive_errors
         self.conn_id = conn_id
+        self.endpoint = endpoint
         self.latest: dict[str, ImportJobProgress] = {}
         self.histories: dict[str, ProgressHistory] = {job_id: ProgressHistory() for job_id in self.job_ids}
         self._errors: dict[str, int] = dict.fromkeys(self.job_ids, 0)
         self._last_error: dict[str, str] = {}
+        self._last_error_endpoint: dict[str, str] = {}
+        #: per job: (monotonic time of the first failed poll of the current run of failures, of the last)
+        self._failing: dict[str, tuple[float, float]] = {}
         self._unknown: dict[str, int] = dict.fromkeys(self.job_ids, 0)
         self._fatal: WaitResult | None = None  # its message and error fields; jobs are re-read at the end
 
@@ -583,6 +620,7 @@ class JobWaitTracker:
         """Record a successful poll of ``job_id`` at time ``at``; returns the job's rate estimate."""
         self._errors[job_id] = 0
         self._last_error.pop(job_id, None)
+        self._failing.pop(job_id, None)
         if progress.state is ImportJobState.UNKNOWN:
             self._unknown[job_id] += 1
         else:
@@ -592,15 +630,20 @@ class JobWaitTracker:
         history.add(progress, at)
         return history.rate(progress)
 
-    def record_error(self, job_id: str, error: BaseException) -> int:
+    def record_error(self, job_id: str, error: BaseException, at: float) -> int:
         """
-        Record a failed poll of ``job_id``; returns the job's consecutive failures so far.
+        Record a failed poll of ``job_id`` at time ``at``; returns the job's consecutive failures so far.
 
         A non-transient error (one whose ``transient`` flag is not True: auth, permission, not found, bad
         request, unreadable answer, or anything that is not a :class:`MilvusImportError`) ends the wait
         with ``error`` at the next :meth:`evaluate`.
         """
         self._errors[job_id] += 1
+        first = self._failing.get(job_id, (at, at))[0]
+        self._failing[job_id] = (first, max(first, at))
+        endpoint = _text_or_none(getattr(error, "endpoint", None))
+        if endpoint is not None:
+            self._last_error_endpoint[job_id] = endpoint
         text = str(error) or type(error).__name__
         if not isinstance(error, MilvusImportError):
             text = f"{type(error).__name__}: {text}"
@@ -618,6 +661,17 @@ class JobWaitTracker:
 
     def consecutive_errors(self, job_id: str) -> int:
         return self._errors[job_id]
+
+    def failing_for(self, job_id: str) -> float:
+        """Seconds from the first to the last failed poll of ``job_id``'s current run of failures."""
+        first, last = self._failing.get(job_id, (0.0, 0.0))
+        return last - first
+
+    def tolerance_left(self, job_id: str, now: float) -> float | None:
+        """Seconds until ``job_id``'s failing polls use up the tolerance (None: they are not failing)."""
+        if job_id not in self._failing:
+            return None
+        return self._failing[job_id][0] + self.error_tolerance - now
 
     # -- asking
 
@@ -650,14 +704,10 @@ class JobWaitTracker:
             return self.result(WaitStatus.FAILED, self._failed_message(failed))
         if self._fatal is not None:
             return replace(self._fatal, jobs=self._latest_jobs())
+        failing = [job_id for job_id in self.job_ids if self.failing_for(job_id) >= self.error_tolerance]
+        if failing:
+            return self.result(WaitStatus.ERROR, self._gave_up_message(failing))
         for job_id in self.job_ids:
-            if self._errors[job_id] >= self.max_consecutive_errors:
-                failures = _polls(self._errors[job_id], "failed ")
-                return self.result(
-                    WaitStatus.ERROR,
-                    f"Gave up waiting for Milvus import job {job_id} after {failures} in a row; "
-                    f"last error: {self._last_error.get(job_id, 'unknown')}",
-                )
             if self._unknown[job_id] >= self.max_consecutive_errors:
                 progress = self.latest[job_id]
                 said = f" (server said: {progress.reason})" if progress.reason else ""
@@ -713,6 +763,21 @@ class JobWaitTracker:
         if len(self.job_ids) == 1:
             return f"Milvus import {body}{connection}"
         return f"{len(failed)} of {len(self.job_ids)} Milvus import jobs failed{connection}: {body}"
+
+    def _gave_up_message(self, failing: list[str]) -> str:
+        job_id = failing[0]
+        endpoint = self._last_error_endpoint.get(job_id) or self.endpoint
+        if endpoint and endpoint.split(" ", 1)[0] in {"GET", "POST"}:
+            endpoint = endpoint.split(" ", 1)[1]  # "POST http://...": the endpoint is the URL
+        where = f" on {endpoint}" if endpoint else ""
+        jobs = f"job {job_id}" if len(failing) == 1 else f"jobs {', '.join(failing)}"
+        return (
+            f"Gave up waiting for Milvus import {jobs}{where}{self._connection_text()}: its polls have been "
+            f"failing for {format_duration(self.failing_for(job_id))} "
+            f"({_polls(self._errors[job_id], 'failed ')} in a row; tolerance "
+            f"{format_duration(self.error_tolerance)}, set by error_tolerance); "
+            f"last error: {self._last_error.get(job_id, 'unknown')}"
+        )
 
     def _success_message(self) -> str:
         done = [self.latest[job_id] for job_id in self.job_ids]

@@ -18,6 +18,12 @@ Two things live here, both shared by everything in one process:
   come due close together are served by the same round, so 1,000 waits at a 1 s interval cost about one
   list per second (plus one describe per job at its end) instead of 1,000 describes per second.
 
+Every poll is protected like a hook call: a transient failure (connection error, timeout, 5xx, 408,
+429 honouring ``Retry-After``) is retried inside the poll, up to the connection's ``max_retries`` (3 by
+default) with exponential backoff and jitter, each attempt within the endpoint's rate budget, and never
+past the earliest deadline of the waits it serves. A round whose ``list`` still fails is one event for
+the endpoint: logged once here, and each wait it served counts one failed poll.
+
 A trigger alone (``dag.test()``, one wait in a triggerer) polls exactly as before: ``describe`` per job
 at its own interval. Nothing here is part of a trigger's serialized form.
 """
@@ -35,12 +41,13 @@ import itertools
 import logging
 import math
 import os
+import random
 import sys
 import threading
 import time
 import weakref
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 
 from airflow_milvus_import import protocol
 from airflow_milvus_import.exceptions import (
@@ -51,7 +58,7 @@ from airflow_milvus_import.exceptions import (
 from airflow_milvus_import.models import ImportJobProgress, ImportJobState, ImportJobSummary, parse_job_id
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+    from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator, Mapping, Sequence
 
     from airflow_milvus_import.hooks.milvus_import import MilvusImportHook
     from airflow_milvus_import.protocol import ConnectionSettings
@@ -67,9 +74,11 @@ __all__ = [
     "choose_poll_mode",
     "describe_cost",
     "list_cost",
+    "poll_retry_delay",
     "rate_budget_for",
     "request_not_after",
     "reset_rate_budgets",
+    "retry_transient",
     "token_fingerprint",
 ]
 
@@ -77,6 +86,7 @@ log = logging.getLogger(__name__)
 
 PollMode = Literal["list", "describe"]
 ProgressAnswer = ImportJobProgress | Exception
+_T = TypeVar("_T")
 
 # ---------------------------------------------------------------------------------------------------------
 # Rate budget
@@ -418,6 +428,54 @@ DISPATCH_CHUNK: Final = 16
 CLASSIFY_CHUNK: Final = 500
 #: a connection read for one trigger serves the others of the same connection id this long
 SETTINGS_TTL_SECONDS: Final = 30.0
+#: a poll's retries: the first backoff (it doubles, with jitter, up to the longest one), as the hook's
+POLL_RETRY_MIN_WAIT_SECONDS: Final = 0.5
+POLL_RETRY_MAX_WAIT_SECONDS: Final = 10.0
+#: the longest ``Retry-After`` a poll's retry honours (the trigger caps its own wait the same way)
+POLL_RETRY_AFTER_CAP_SECONDS: Final = 60.0
+
+
+def poll_retry_delay(attempt: int, error: BaseException) -> float:
+    """
+    Seconds before retry ``attempt`` (1 = the first retry) of a poll that failed with ``error``:
+    exponential backoff with jitter (half fixed, half random), at least the server's ``Retry-After``.
+    """
+    base = min(POLL_RETRY_MAX_WAIT_SECONDS, POLL_RETRY_MIN_WAIT_SECONDS * 2 ** (attempt - 1))
+    delay = base / 2 + random.uniform(0, base / 2)
+    asked = getattr(error, "retry_after", None)
+    if isinstance(asked, (int, float)) and math.isfinite(asked) and asked > 0:
+        delay = max(delay, min(float(asked), POLL_RETRY_AFTER_CAP_SECONDS))
+    return float(delay)
+
+
+async def retry_transient(
+    call: Callable[[], Awaitable[_T]],
+    *,
+    retries: int,
+    not_after: float | None,
+    on_retry: Callable[[int, float, BaseException], None] | None = None,
+) -> _T:
+    """
+    ``await call()``, retrying transient failures (:attr:`MilvusImportError.transient`) up to ``retries``
+    times with :func:`poll_retry_delay`; a retry that could not start before ``not_after`` (monotonic)
+    is not made, and the last error is raised instead.
+
+    :param on_retry: called with (retry number, delay, error) before each retry's sleep.
+    """
+    attempt = 0
+    while True:
+        try:
+            return await call()
+        except MilvusImportError as error:
+            if not error.transient or attempt >= retries:
+                raise
+            attempt += 1
+            delay = poll_retry_delay(attempt, error)
+            if not_after is not None and time.monotonic() + delay >= not_after:
+                raise
+            if on_retry is not None:
+                on_retry(attempt, delay, error)
+            await asyncio.sleep(delay)
 
 
 @dataclass(frozen=True)
@@ -522,8 +580,9 @@ class SharedPoller:
 
     Waits ask for a poll of their unfinished jobs at a time of their choosing (:meth:`request`); the
     poller serves everything due in rounds (one task), each round either one ``list`` for all or one
-    ``describe`` per job (:func:`choose_poll_mode`). A failed list is a failed poll of every job it was
-    for. Created and stopped by the registry (:func:`_attach`, :func:`_detach`): it stops, closing its
+    ``describe`` per job (:func:`choose_poll_mode`), each retried on transient failures
+    (:func:`retry_transient`). A list that still fails is a failed poll of every job it was for, logged
+    once. Created and stopped by the registry (:func:`_attach`, :func:`_detach`): it stops, closing its
     HTTP client, when its last wait leaves.
 
     :param key: what it polls.
@@ -536,6 +595,8 @@ class SharedPoller:
         self.settings = settings
         self.conn_id = conn_id
         self.db_name = key.db_name
+        #: retries inside one poll (the connection's ``max_retries``)
+        self.max_retries = settings.max_retries
         self.mode: PollMode = "describe"
         self.server_jobs: int | None = None
         self.list_usable = True
@@ -545,6 +606,8 @@ class SharedPoller:
             "list_requests": 0,
             "describes": 0,
             "failed_lists": 0,
+            "failed_describes": 0,
+            "retries": 0,
             "answers": 0,
         }
         self._server_jobs_at = -math.inf
@@ -763,6 +826,18 @@ class SharedPoller:
             raise
         except Exception as error:
             self.stats["failed_lists"] += 1
+            if not _list_unusable(error):
+                log.warning(
+                    "Milvus import poller of %s: list failed (retried up to %d times within the waits' "
+                    "deadlines); %d waits on %d jobs each count one failed poll and poll again at their next "
+                    "interval: %s: %s",
+                    self.key,
+                    self.max_retries,
+                    len(batch),
+                    len(wanted),
+                    type(error).__name__,
+                    error,
+                )
             if _list_unusable(error):
                 self.list_usable = False
                 log.warning(
@@ -805,15 +880,18 @@ class SharedPoller:
         total: int | None = None
         while True:
             page += 1
-            request = protocol.build_list_request(
-                settings,
-                db_name=self.db_name,
-                page=page if settings.is_zilliz else None,
-                page_size=protocol.ZILLIZ_PAGE_SIZE if settings.is_zilliz else None,
+
+            async def list_page(page: int = page) -> tuple[list[Mapping[str, Any]], int | None, bool]:
+                self.stats["list_requests"] += 1
+                return await hook.alist_import_jobs_page(
+                    db_name=self.db_name,
+                    page=page if settings.is_zilliz else None,
+                    page_size=protocol.ZILLIZ_PAGE_SIZE if settings.is_zilliz else None,
+                )
+
+            records, count, last_page = await retry_transient(
+                list_page, retries=self.max_retries, not_after=request_not_after(), on_retry=self._retrying
             )
-            self.stats["list_requests"] += 1
-            data = await hook._acall(request, settings)
-            records, count = protocol.parse_list_page(request, data)
             total = count if count is not None else total
             new = 0
             for record in records:
@@ -824,7 +902,7 @@ class SharedPoller:
                 new += 1
                 if job_id in wanted:
                     found[job_id] = record
-            if new == 0 or len(found) == len(wanted) or protocol.is_last_list_page(settings, data, records):
+            if new == 0 or len(found) == len(wanted) or last_page:
                 break
             if total is not None:
                 # Stop paging once describing the jobs still missing is cheaper than the remaining pages.
@@ -869,12 +947,21 @@ class SharedPoller:
                 return  # every wait that wanted it is gone
             answer: ProgressAnswer
             try:
-                with _not_after(_earliest(request.not_after for request in requests)):
+                not_after = _earliest(request.not_after for request in requests)
+                hook = self._get_hook()
+
+                async def describe() -> ImportJobProgress:
                     self.stats["describes"] += 1
-                    answer = await self._get_hook().aget_import_progress(job_id, db_name=self.db_name)
+                    return await hook.aget_import_progress(job_id, db_name=self.db_name)
+
+                with _not_after(not_after):
+                    answer = await retry_transient(
+                        describe, retries=self.max_retries, not_after=not_after, on_retry=self._retrying
+                    )
             except asyncio.CancelledError:
                 raise
             except Exception as error:
+                self.stats["failed_describes"] += 1
                 answer = error
         if isinstance(answer, ImportJobProgress) and job_id in self._job_refs:
             self._last_full[job_id] = answer
@@ -885,13 +972,26 @@ class SharedPoller:
 
     # -- lifecycle
 
+    def _retrying(self, attempt: int, delay: float, error: BaseException) -> None:
+        self.stats["retries"] += 1
+        log.info(
+            "Milvus import poller of %s: a poll failed (%s: %s); retry %d of %d in %.1f s",
+            self.key,
+            type(error).__name__,
+            error,
+            attempt,
+            self.max_retries,
+            delay,
+        )
+
     def _get_hook(self) -> MilvusImportHook:
         if self._hook is None:
             from airflow_milvus_import.hooks.milvus_import import MilvusImportHook
 
-            # No retries inside: a trigger tolerates failed polls itself, one per poll.
+            # Single attempts: the poller retries each poll itself (retry_transient), within the deadline
+            # of the waits it serves, which the hook's own retries would not know.
             hook = MilvusImportHook(self.conn_id, max_retries=0)
-            hook._adopt_settings(self.settings)
+            hook.use_settings(dataclasses.replace(self.settings, max_retries=0))
             self._hook = hook
         return self._hook
 
@@ -951,7 +1051,7 @@ def active_pollers() -> list[SharedPoller]:
 async def _load_settings(conn_id: str) -> ConnectionSettings:
     from airflow_milvus_import.hooks.milvus_import import MilvusImportHook
 
-    hook = MilvusImportHook(conn_id, max_retries=0)
+    hook = MilvusImportHook(conn_id)  # the connection's max_retries: the poller's retries per poll
     return await hook.aget_settings()
 
 
@@ -1046,12 +1146,19 @@ class SharedProgressSource:
         return time.monotonic() + (self.end_time - time.time())
 
     async def fetch(
-        self, job_ids: Sequence[str], *, delay: float = 0.0, exact: bool = False
+        self,
+        job_ids: Sequence[str],
+        *,
+        delay: float = 0.0,
+        exact: bool = False,
+        retry_until: float | None = None,
     ) -> dict[str, ProgressAnswer]:
         """
         The progress of each job (or the exception its poll ended with), polled in ``delay`` seconds.
 
         :param exact: the delay is a server's ``Retry-After``: not a moment earlier.
+        :param retry_until: a monotonic time past which the poll is not retried (the wait's error
+            tolerance runs out then); the wait's deadline bounds the retries anyway.
         """
         if self._closed:
             raise RuntimeError("this progress source is closed")
@@ -1065,7 +1172,11 @@ class SharedProgressSource:
                 return dict.fromkeys(job_ids, error)
             self._poller, self._watch = _attach(settings, self.conn_id, self.db_name, self._final_states)
         future = self._poller.request(
-            self._watch, job_ids, delay=delay, exact=exact, not_after=self._not_after()
+            self._watch,
+            job_ids,
+            delay=delay,
+            exact=exact,
+            not_after=_earliest((self._not_after(), retry_until)),
         )
         answers = await future
         return {job_id: answers[job_id] for job_id in job_ids}

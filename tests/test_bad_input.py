@@ -955,21 +955,22 @@ def test_unreachable_host_ends_a_wait_after_the_tolerated_failures(monkeypatch: 
         url = f"http://127.0.0.1:{port}"
         connection(monkeypatch, "ami_closed_wait", url, max_retries=0)
         trigger = MilvusImportJobTrigger(
-            "5", milvus_import_conn_id="ami_closed_wait", poll_interval=0.05, max_consecutive_errors=3
+            "5", milvus_import_conn_id="ami_closed_wait", poll_interval=0.05, error_tolerance=0.5
         )
         started = time.monotonic()
         event = asyncio.run(first_event(trigger))
         assert time.monotonic() - started < 10
         assert event["status"] == "error"
         assert event["message"].startswith(
-            "Gave up waiting for Milvus import job 5 after 3 failed polls in a row"
+            f"Gave up waiting for Milvus import job 5 on {url}{ROUTES}describe "
+            "[connection 'ami_closed_wait']: its polls have been failing for "
         )
         assert f"POST {url}{ROUTES}describe" in event["message"]
         assert "connection refused" in event["message"]
 
         error = catch(
             lambda: poke_sensor(
-                job_id="5", milvus_import_conn_id="ami_closed_wait", max_consecutive_errors=3
+                job_id="5", milvus_import_conn_id="ami_closed_wait", error_tolerance=0.5
             ).execute({})
         )
         assert_clean(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import random
 import time
 from collections.abc import Iterator  # noqa: TC003 (pytest resolves fixture annotations)
@@ -423,17 +424,25 @@ async def test_a_server_without_list_is_polled_with_describe(scripted: Scripted)
     assert all(count == 3 for count in scripted.calls.values())
 
 
-async def test_a_failed_list_counts_as_a_failed_poll_of_every_job(scripted: Scripted) -> None:
+async def test_a_failed_list_counts_as_a_failed_poll_of_every_job(
+    scripted: Scripted, caplog: pytest.LogCaptureFixture
+) -> None:
     scripted.list_answer = (503, "<html>503 Service Unavailable</html>", "text/html")
-    triggers = scripted_triggers(5, max_consecutive_errors=3)
-    events = await asyncio.wait_for(asyncio.gather(*(drive(trigger) for trigger in triggers)), timeout=30)
+    triggers = scripted_triggers(5, error_tolerance=1.0)
+    with caplog.at_level(logging.INFO, logger="airflow_milvus_import.polling"):
+        events = await asyncio.wait_for(asyncio.gather(*(drive(trigger) for trigger in triggers)), timeout=30)
     for event, trigger in zip(events, triggers, strict=True):
         assert event["status"] == "error"
         assert event["message"].startswith(
-            f"Gave up waiting for Milvus import job {trigger.job_ids[0]} after 3 failed polls in a row"
+            f"Gave up waiting for Milvus import job {trigger.job_ids[0]} on http://127.0.0.1:"
         )
+        assert "its polls have been failing for" in event["message"]
         assert "list" in event["message"]  # the error names the request that failed
-    assert 3 <= scripted.list_calls < 5 * 3  # a list per round served every wait at once
+    # each round's list is retried inside the poll (3 retries), and a round serves every wait at once
+    failed_rounds = [r for r in caplog.records if "list failed (retried up to 3 times" in r.getMessage()]
+    assert len(failed_rounds) >= 2
+    assert all("5 waits on 5 jobs each count one failed poll" in r.getMessage() for r in failed_rounds)
+    assert 4 * len(failed_rounds) <= scripted.list_calls <= 4 * len(failed_rounds) + 4
     assert scripted.calls == {}
 
 

@@ -84,6 +84,7 @@ def test_template_fields_and_defaults() -> None:
     assert wait.poke_interval == 10.0
     assert wait.accept_uncommitted is False
     assert wait.max_consecutive_errors == 5
+    assert wait.error_tolerance == 600.0
     assert (
         sensor(mode="reschedule").poke_interval == 60.0
     )  # Airflow's default: reschedules cost the scheduler
@@ -97,6 +98,8 @@ def test_template_fields_and_defaults() -> None:
     [
         ({"poll_interval": 1, "poke_interval": 2}, ValueError, "not both"),
         ({"max_consecutive_errors": 0}, ValueError, "at least 1"),
+        ({"error_tolerance": -5}, ValueError, "error_tolerance must be a positive"),
+        ({"error_tolerance": None}, TypeError, "error_tolerance must be seconds"),
         ({"max_consecutive_errors": "3"}, TypeError, "integer"),
         ({"poll_interval": -1}, ValueError, "poke_interval"),
     ],
@@ -214,9 +217,10 @@ def test_the_error_class_survives_the_event_round_trip() -> None:
             code=2100,
             http_status=200,
         ),
+        0,
     )
     # A later non-transient error of another class does not replace the one that ended the wait.
-    tracker.record_error("11", MilvusImportRequestError("bad request"))
+    tracker.record_error("11", MilvusImportRequestError("bad request"), 1)
     result = tracker.evaluate()
     assert result is not None
     payload = json.loads(json.dumps(result.to_event()))
@@ -238,7 +242,7 @@ def test_the_error_class_survives_the_event_round_trip() -> None:
 
 def test_an_error_that_is_not_ours_ends_the_wait_as_the_base_class() -> None:
     tracker = JobWaitTracker("11")
-    tracker.record_error("11", KeyError("jobId"))
+    tracker.record_error("11", KeyError("jobId"), 0)
     result = tracker.evaluate()
     assert result is not None
     assert "error_type" not in result.to_event()
@@ -438,20 +442,27 @@ def test_poke_mode_tolerates_transient_errors_then_succeeds(answers: Answers) ->
     assert answers.calls.count("11") == 5
 
 
-def test_poke_mode_fails_after_too_many_failed_checks_in_a_row(answers: Answers) -> None:
+def test_poke_mode_gives_up_once_checks_fail_for_the_error_tolerance(answers: Answers) -> None:
     answers.script("11", (200, wire("11", "Importing", 40)), (503, "busy"))
-    wait = sensor(deferrable=False, poll_interval=0.01, max_consecutive_errors=3)
-    with pytest.raises(
-        MilvusImportError, match="Gave up waiting for Milvus import job 11 after 3 failed polls"
-    ):
+    wait = sensor(deferrable=False, poll_interval=0.2, error_tolerance=0.5, max_consecutive_errors=1)
+    started = time.monotonic()
+    with pytest.raises(MilvusImportError) as caught:
         wait.execute({})
-    assert answers.calls == ["11"] * 4
+    took = time.monotonic() - started
+    message = str(caught.value)
+    assert message.startswith("Gave up waiting for Milvus import job 11 on http://127.0.0.1:"), message
+    assert "its polls have been failing for " in message
+    assert "tolerance 0.5s, set by error_tolerance); last error: " in message
+    # failed checks at about 0.2, 0.4, 0.6 s: the one at (first + 0.5 s) ends it; max_consecutive_errors=1
+    # counts unknown states only, so it did not end the wait at the first failed check
+    assert answers.calls.count("11") >= 4
+    assert took < 5
 
 
 def test_reschedule_mode_does_not_pretend_to_count_across_reschedules(answers: Answers) -> None:
     answers.script("11", (503, "busy"))
     wait = sensor(deferrable=False, mode="reschedule", max_consecutive_errors=3)
-    with pytest.raises(MilvusImportError, match="after 1 failed poll in a row"):
+    with pytest.raises(MilvusImportError, match=r"failed after the connection's retries \(reschedule mode"):
         wait.poke({})  # each reschedule is a new process: a check that fails after the hook's retries fails
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import math
 import time
 from collections.abc import Iterator  # noqa: TC003 (pytest resolves fixture annotations)
 from typing import Any
@@ -347,30 +349,46 @@ def test_unknown_state_is_an_error_once_it_persists() -> None:
     )
 
 
-def test_transient_errors_are_tolerated_up_to_the_limit() -> None:
-    tracker = JobWaitTracker("5", max_consecutive_errors=3)
-    for _ in range(2):
-        tracker.record_error("5", MilvusImportServerError("HTTP 503 from http://h/describe for job 5"))
+def test_transient_errors_are_tolerated_for_the_error_tolerance_in_time_not_in_count() -> None:
+    tracker = JobWaitTracker("5", error_tolerance=60, max_consecutive_errors=3)
+    for at in range(0, 50, 5):  # ten failed polls in 45 s: more than max_consecutive_errors, less than 60 s
+        tracker.record_error("5", MilvusImportServerError("HTTP 503 from http://h/describe for job 5"), at)
     assert tracker.evaluate() is None
-    tracker.record_progress("5", progress("5"), at=0)  # a good poll resets the count
+    assert tracker.failing_for("5") == 45
+    assert tracker.tolerance_left("5", 50) == 10
+    tracker.record_progress("5", progress("5"), at=50)  # a good poll ends the run of failures
     assert tracker.consecutive_errors("5") == 0
-    for _ in range(2):
-        tracker.record_error("5", MilvusImportRateLimitError("HTTP 429", retry_after=1.0))
-    assert tracker.evaluate() is None
-    assert tracker.record_error("5", MilvusImportServerError("HTTP 502 from http://h/describe")) == 3
+    assert tracker.tolerance_left("5", 51) is None
+    tracker.record_error("5", MilvusImportRateLimitError("HTTP 429", retry_after=1.0), 100)
+    tracker.record_error("5", MilvusImportServerError("HTTP 502", endpoint="http://h:19530"), 159.5)
+    assert tracker.evaluate() is None  # 59.5 s of failures: still tolerated
+    assert tracker.record_error("5", MilvusImportServerError("HTTP 502 from http://h/describe"), 160) == 3
     result = tracker.evaluate()
     assert result is not None
     assert result.status is WaitStatus.ERROR
     assert result.message == (
-        "Gave up waiting for Milvus import job 5 after 3 failed polls in a row; "
+        "Gave up waiting for Milvus import job 5 on http://h:19530: its polls have been failing for 1m00s "
+        "(3 failed polls in a row; tolerance 1m00s, set by error_tolerance); "
         "last error: HTTP 502 from http://h/describe"
     )
     assert [job.job_id for job in result.jobs] == ["5"]  # the last progress seen is kept
 
 
+def test_error_tolerance_defaults_to_ten_minutes_and_rejects_bad_values() -> None:
+    from datetime import timedelta
+
+    assert JobWaitTracker("1").error_tolerance == 600.0
+    assert JobWaitTracker("1", error_tolerance=timedelta(minutes=2)).error_tolerance == 120.0
+    for bad, error in ((0, ValueError), (-1, ValueError), (math.inf, ValueError), ("5", TypeError)):
+        with pytest.raises(error, match="error_tolerance"):
+            JobWaitTracker("1", error_tolerance=bad)
+
+
 def test_non_transient_errors_end_the_wait_at_once() -> None:
     tracker = JobWaitTracker(["5", "6"])
-    tracker.record_error("6", MilvusImportError("import job does not exist, jobID=6 (describe)", job_id="6"))
+    tracker.record_error(
+        "6", MilvusImportError("import job does not exist, jobID=6 (describe)", job_id="6"), 0
+    )
     result = tracker.evaluate()
     assert result is not None
     assert result.status is WaitStatus.ERROR
@@ -378,15 +396,16 @@ def test_non_transient_errors_end_the_wait_at_once() -> None:
         result.message == "Cannot wait for Milvus import job 6: import job does not exist, jobID=6 (describe)"
     )
     other = JobWaitTracker("5")
-    other.record_error("5", KeyError("code"))
+    other.record_error("5", KeyError("code"), 0)
     result = other.evaluate()
     assert result is not None
     assert result.message == "Cannot wait for Milvus import job 5: KeyError: 'code'"
 
 
 def test_a_failed_job_wins_over_errors_of_other_jobs() -> None:
-    tracker = JobWaitTracker(["5", "6"], max_consecutive_errors=1)
-    tracker.record_error("5", MilvusImportServerError("HTTP 500"))
+    tracker = JobWaitTracker(["5", "6"], error_tolerance=1)
+    tracker.record_error("5", MilvusImportServerError("HTTP 500"), 0)
+    tracker.record_error("5", MilvusImportServerError("HTTP 500"), 5)
     tracker.record_progress("6", progress("6", "Failed", reason="bad"), at=0)
     result = tracker.evaluate()
     assert result is not None
@@ -497,9 +516,39 @@ def test_trigger_defaults() -> None:
     }
 
 
+def test_error_tolerance_travels_in_the_serialized_trigger_and_old_forms_get_the_default() -> None:
+    from datetime import timedelta
+
+    from airflow.sdk.serde import deserialize, serialize
+
+    trigger = MilvusImportJobTrigger("1", error_tolerance=timedelta(minutes=2))
+    classpath, kwargs = trigger.serialize()
+    assert kwargs["error_tolerance"] == 120.0
+    rebuilt = MilvusImportJobTrigger(**deserialize(json.loads(json.dumps(serialize(kwargs)))))
+    assert rebuilt.error_tolerance == 120.0
+    assert rebuilt.serialize() == (classpath, kwargs)
+    # what the previous version serialized (no error_tolerance, max_consecutive_errors 5): it resumes with
+    # the 10-minute default, and max_consecutive_errors keeps its meaning for unknown states
+    previous = {
+        "job_ids": ["1"],
+        "milvus_import_conn_id": "milvus_import_default",
+        "db_name": None,
+        "poll_interval": 10.0,
+        "end_time": None,
+        "max_consecutive_errors": 5,
+        "accept_uncommitted": False,
+    }
+    resumed = MilvusImportJobTrigger(**previous)
+    assert resumed.error_tolerance == 600.0
+    assert resumed.max_consecutive_errors == 5
+    assert resumed.serialize()[1] == previous
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error", "fragment"),
     [
+        ({"job_ids": "1", "error_tolerance": 0}, ValueError, "error_tolerance must be a positive"),
+        ({"job_ids": "1", "error_tolerance": "10m"}, TypeError, "error_tolerance must be seconds"),
         ({"job_ids": []}, ValueError, "no import job id"),
         ({"job_ids": "1", "poll_interval": 0}, ValueError, "poll_interval must be a positive"),
         ({"job_ids": "1", "poll_interval": float("nan")}, ValueError, "poll_interval"),
@@ -627,8 +676,9 @@ SERVER_ERROR = (503, "<html><body>503 Service Unavailable</body></html>")
 
 
 async def test_transient_errors_then_success(
-    scripted: ScriptedServer, capsys: pytest.CaptureFixture[str]
+    scripted: ScriptedServer, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="airflow_milvus_import.polling")
     scripted.script(
         "11",
         SERVER_ERROR,
@@ -637,7 +687,7 @@ async def test_transient_errors_then_success(
         SERVER_ERROR,
         (200, wire_progress("11", "Completed", 100, completeTime="2024-04-01T06:17:55Z")),
     )
-    event = await run_trigger(faults_trigger("11", max_consecutive_errors=3))
+    event = await run_trigger(faults_trigger("11"))
     assert event["status"] == "success"
     assert (
         event["message"] == "Milvus import job 11 (collection 'books') completed: 1,000 rows from 0 file(s)"
@@ -645,28 +695,36 @@ async def test_transient_errors_then_success(
     assert event["job_ids"] == ["11"]
     assert event["jobs"][0]["state"] == "Completed"
     assert event["jobs"][0]["complete_time"] == "2024-04-01T06:17:55Z"
-    assert len(scripted.calls("11")) == 5  # one request per poll: the hook itself does not retry here
-    warnings = [
-        line for line in capsys.readouterr().out.splitlines() if "Poll of Milvus import job 11 failed" in line
+    # two polls, each retried inside (the shared poller's retries, at the connection's default of 3): the
+    # first poll succeeds at its third attempt, the second at its second; the wait saw no failed poll
+    assert len(scripted.calls("11")) == 5
+    out = capsys.readouterr().out.splitlines()
+    assert [line for line in out if "Poll of Milvus import job 11 failed" in line] == []
+    retries = [r.getMessage() for r in caplog.records if "a poll failed" in r.getMessage()]
+    assert [("retry 1 of 3" in line, "retry 2 of 3" in line) for line in retries] == [
+        (True, False),
+        (False, True),
+        (True, False),
     ]
-    assert len(warnings) == 3
-    assert [
-        "(1/3 in a row)" in warnings[0],
-        "(2/3 in a row)" in warnings[1],
-        "(1/3 in a row)" in warnings[2],
-    ] == [True] * 3
-    assert "MilvusImportServerError" in warnings[0]
 
 
 async def test_errors_past_the_limit_end_with_error(scripted: ScriptedServer) -> None:
     scripted.script("12", (200, wire_progress("12", percent=45)), SERVER_ERROR)
-    event = await run_trigger(faults_trigger("12", max_consecutive_errors=3))
+    started = time.monotonic()
+    event = await run_trigger(faults_trigger("12", error_tolerance=1.0))
+    took = time.monotonic() - started
     assert event["status"] == "error"
     assert event["message"].startswith(
-        "Gave up waiting for Milvus import job 12 after 3 failed polls in a row; last error:"
+        f"Gave up waiting for Milvus import job 12 on {scripted.server.url_for(DESCRIBE)} "
+        "[connection 'milvus_faults']: its polls have been failing for "
     )
-    assert "describe" in event["message"]  # the hook's message names the endpoint
-    assert len(scripted.calls("12")) == 4
+    assert "tolerance 1s, set by error_tolerance); last error: Milvus import job 12" in event["message"]
+    assert "HTTP 503" in event["message"]
+    # each failed poll is four attempts (the connection's 3 retries): at least two polls failed
+    assert len(scripted.calls("12")) >= 1 + 2 * 4
+    # the first failed poll ends about 1-3.5 s in (its retries' backoff); the tolerance then runs 1 s, and
+    # the last poll (its retries again) ends the wait
+    assert took < 12
     assert event["jobs"][0]["progress"] == 45  # the last progress seen is still reported
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import concurrent.futures
+import hashlib
 import json
 import math
 import os
@@ -42,11 +43,19 @@ __all__ = [
     "parse_created_since",
     "parse_states",
     "stringify_options",
+    "task_state_store_of",
 ]
 
 
 #: The default wait deadline: a week, as for Airflow's sensors. Import jobs have no server-side timeout.
 DEFAULT_WAIT_TIMEOUT = timedelta(days=7)
+#: how long a wait tolerates failing polls by default (``_waiting.DEFAULT_ERROR_TOLERANCE_SECONDS``; not
+#: imported: DAG files import this module)
+DEFAULT_ERROR_TOLERANCE = timedelta(minutes=10)
+#: the task state store key of the job a try created (renaming it breaks retries of running tasks)
+TASK_STATE_JOB_KEY = "milvus_import_job"
+#: without a task state store, this many of the collection's newest jobs are looked at for a retry's job
+MAX_JOBS_EXAMINED_ON_RETRY = 20
 
 FilesArgument = str | os.PathLike[str] | Sequence[str | os.PathLike[str] | Sequence[str | os.PathLike[str]]]
 
@@ -179,6 +188,53 @@ def _is_two_phase(options: Mapping[str, str]) -> bool:
     return options.get("auto_commit", "").strip().lower() == "false"
 
 
+def task_state_store_of(context: Context | Mapping[str, Any]) -> Any | None:
+    """
+    The running task instance's task state store (``context["task_state_store"]``, Airflow 3.3+), or None
+    on an Airflow that has none. (One place to ask, so the compatibility layer can take it over.)
+    """
+    getter = getattr(context, "get", None)
+    if getter is None:
+        return None
+    try:
+        store = getter("task_state_store")
+    except Exception:
+        return None
+    return store if store is not None and callable(getattr(store, "get", None)) else None
+
+
+def import_request_fingerprint(
+    collection_name: str,
+    db_name: str | None,
+    partition_name: str | None,
+    files: Sequence[Sequence[str]] | None,
+    object_urls: Sequence[Sequence[str]] | None,
+    options: Mapping[str, str],
+    volume_name: str | None = None,
+) -> str:
+    """A short hash of what a create sends (no credentials): retries reuse a job only for the same request."""
+    request: list[Any] = [
+        collection_name,
+        db_name,
+        partition_name,
+        files,
+        object_urls,
+        sorted(options.items()),
+    ]
+    if volume_name:
+        request.append(volume_name)
+    text = json.dumps(
+        request,
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+def _sent_paths(progress: ImportJobProgress) -> set[str]:
+    return {path for detail in progress.details for path in detail.files}
+
+
 def _literal(value: Any) -> str | None:
     """A rendered text argument, or None for an empty or (on a never-run task object) unrendered one."""
     if isinstance(value, str) and value.strip() and "{{" not in value and "{%" not in value:
@@ -230,11 +286,22 @@ class MilvusBulkImportOperator(BaseOperator):
         ``[operators] default_deferrable``).
     :param poll_interval: seconds between progress polls.
     :param timeout: how long to wait for the job to end (seconds or a timedelta; default 7 days), counted
-        from its creation. The job itself keeps running on the server after a timeout.
+        from its creation (on a retry that reconnects to the job, from the retry's start). The job itself
+        keeps running on the server after a timeout.
     :param accept_uncommitted: treat ``Uncommitted`` (a two-phase job whose data is ready, waiting for its
         commit) as success, so a downstream task can check the data and commit it.
-    :param max_consecutive_errors: give up after this many polls in a row fail (each poll already retries
-        transient errors).
+    :param max_consecutive_errors: give up after the job's state is unknown (``None``) this many polls in a
+        row.
+    :param error_tolerance: how long (seconds or a timedelta; default 10 minutes) the job's polls may keep
+        failing with transient errors before the task fails (each poll already retries them, as every hook
+        call does), on the worker and while deferred alike.
+
+    **Retries.** On a retry of the same task instance the operator reconnects to the job an earlier try
+    created instead of creating another (Milvus does not deduplicate rows on import): the job id is kept
+    in Airflow 3.3's task state store. Still running: it waits on it; Completed: it returns its result
+    with no new create; Failed (or aborted): it creates a fresh job. Without a task state store (Airflow
+    before 3.3) it looks for the earlier try's job among the collection's newest jobs: same files, created
+    since the DAG run started and not Failed (see the README for what this does and does not guarantee).
 
     **Assets.** Declare the collection as an outlet,
     ``outlets=[milvus_collection_asset("books", endpoint="http://milvus:19530")]`` (see
@@ -282,6 +349,7 @@ class MilvusBulkImportOperator(BaseOperator):
         timeout: float | timedelta = DEFAULT_WAIT_TIMEOUT,
         accept_uncommitted: bool = False,
         max_consecutive_errors: int = 5,
+        error_tolerance: float | timedelta = DEFAULT_ERROR_TOLERANCE,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -302,6 +370,7 @@ class MilvusBulkImportOperator(BaseOperator):
         if max_consecutive_errors < 1:
             raise ValueError(f"max_consecutive_errors must be at least 1; got {max_consecutive_errors}")
         self.max_consecutive_errors = max_consecutive_errors
+        self.error_tolerance = _seconds(error_tolerance, "error_tolerance")
         self._job_id: str | None = None
         self._two_phase = False
         # What this process learnt about the import, for lineage, links and asset events.
@@ -350,22 +419,38 @@ class MilvusBulkImportOperator(BaseOperator):
             f", options {options}" if options else "",
         )
         self._learn_target()
+        fingerprint = import_request_fingerprint(
+            self.collection_name,
+            self.db_name,
+            self.partition_name,
+            files,
+            object_urls,
+            options,
+            volume_name=self.volume_name or None,
+        )
+        store = task_state_store_of(context)
         hook = self._hook()
         try:
-            job_id = hook.create_import_job(
-                self.collection_name,
-                files,
-                db_name=self.db_name,
-                partition_name=self.partition_name,
-                options=options or None,
-                object_urls=object_urls,
-                storage_credentials=credentials,
-                volume_name=self.volume_name or None,
-            )
+            earlier = self._earlier_try_job(context, hook, store, fingerprint)
+            if earlier is not None:
+                job_id, end_time = earlier
+            else:
+                job_id = hook.create_import_job(
+                    self.collection_name,
+                    files,
+                    db_name=self.db_name,
+                    partition_name=self.partition_name,
+                    options=options or None,
+                    object_urls=object_urls,
+                    storage_credentials=credentials,
+                    volume_name=self.volume_name or None,
+                )
+                end_time = time.time() + self.timeout
+                self._remember_job(store, job_id, fingerprint)
+                self._mark_created(context, job_id)
             self._job_id = job_id
             context["ti"].xcom_push(key="job_id", value=job_id)
-            self._mark_created(context, job_id)
-            if self._two_phase:
+            if self._two_phase and earlier is None:
                 self.log.info(
                     "Import job %s is two-phase: once its data is ready it waits (Uncommitted) for a commit",
                     job_id,
@@ -374,22 +459,163 @@ class MilvusBulkImportOperator(BaseOperator):
                 self._record_asset_events(context, job_id, None)
                 return job_id
 
-            result = self._wait(hook, job_id)
+            result = self._wait(hook, job_id, end_time)
         finally:
             hook.close()
         self._record_asset_events(context, job_id, result)
         return result
 
-    def _wait(self, hook: MilvusImportHook, job_id: str) -> dict[str, Any]:
+    # ----------------------------------------------------------------------------------------------------
+    # Retries: reconnect to the job an earlier try created
+
+    def _remember_job(self, store: Any | None, job_id: str, fingerprint: str) -> None:
+        """Keep the new job's id in the task state store, for a retry of this task instance."""
+        if store is None:
+            return
+        try:
+            store.set(TASK_STATE_JOB_KEY, {"job_id": job_id, "request": fingerprint})
+        except Exception as error:
+            self.log.warning(
+                "Could not keep import job %s in the task state store (%s): a retry of this task may not "
+                "find it and create another job",
+                job_id,
+                error,
+            )
+
+    def _earlier_try_job(
+        self, context: Context, hook: MilvusImportHook, store: Any | None, fingerprint: str
+    ) -> tuple[str, float] | None:
+        """
+        The job an earlier try of this task instance created for the same request and its wait deadline,
+        when it is still running or Completed; None: create a job (first try, or the earlier job Failed).
+        """
+        if store is not None:
+            stored = store.get(TASK_STATE_JOB_KEY)
+            if not isinstance(stored, Mapping) or not isinstance(stored.get("job_id"), str):
+                return None
+            job_id: str = stored["job_id"]
+            if stored.get("request") != fingerprint:
+                self.log.warning(
+                    "An earlier try created import job %s for a different request (collection, files or "
+                    "options changed): creating a job for this one",
+                    job_id,
+                )
+                return None
+            progress = self._describe_earlier_job(hook, job_id)
+            if progress is None:
+                return None
+        else:
+            found = self._find_earlier_job_without_store(context, hook)
+            if found is None:
+                return None
+            job_id, progress = found
+        return self._reuse_decision(job_id, progress)
+
+    def _describe_earlier_job(self, hook: MilvusImportHook, job_id: str) -> ImportJobProgress | None:
+        from airflow_milvus_import.exceptions import MilvusImportNotFoundError
+
+        try:
+            return hook.get_import_progress(job_id, db_name=self.db_name)
+        except MilvusImportNotFoundError:
+            self.log.warning(
+                "Import job %s created by an earlier try no longer exists on the server: creating a new job",
+                job_id,
+            )
+            return None
+        # Any other error fails this try: creating a job while the earlier one may be running would
+        # import the same rows twice.
+
+    def _reuse_decision(self, job_id: str, progress: ImportJobProgress) -> tuple[str, float] | None:
+        from airflow_milvus_import.models import ImportJobState
+
+        state = progress.state
+        if state is ImportJobState.FAILED:
+            self.log.warning(
+                "Import job %s created by an earlier try Failed (%s): creating a fresh job",
+                job_id,
+                progress.reason or "no reason given",
+            )
+            return None
+        end_time = time.time() + self.timeout  # each try waits up to ``timeout``, as the first one did
+        if state is ImportJobState.COMPLETED:
+            self.log.info(
+                "Import job %s created by an earlier try already Completed: returning its result, no new job",
+                job_id,
+            )
+        else:
+            self.log.info(
+                "Reconnecting to import job %s (%s, %d%%) created by an earlier try instead of creating "
+                "another",
+                job_id,
+                state.value,
+                progress.progress,
+            )
+        return job_id, end_time
+
+    def _find_earlier_job_without_store(
+        self, context: Context, hook: MilvusImportHook
+    ) -> tuple[str, ImportJobProgress] | None:
+        """
+        No task state store (Airflow before 3.3): on a retry, the newest job of the collection with exactly
+        the files this task sends, created since the DAG run started, is taken for the earlier try's.
+        """
+        ti = context.get("ti")
+        try_number = getattr(ti, "try_number", None)
+        if not isinstance(try_number, int) or try_number <= 1:
+            return None
+        dag_run = context.get("dag_run")
+        run_start = getattr(dag_run, "start_date", None)
+        wanted = {path for batch in (self._sent_files or []) for path in batch}
+        if run_start is None or not wanted:
+            self.log.warning(
+                "Retry %d without a task state store: cannot tell this task's earlier job apart (%s); "
+                "creating a new job",
+                try_number,
+                "no DAG run start time" if run_start is None else "no files",
+            )
+            return None
+        from airflow_milvus_import.models import ImportJobState
+
+        since = run_start.timestamp()
+        candidates = [
+            job
+            for job in _newest_first(hook.list_import_jobs(self.collection_name, db_name=self.db_name))
+            if job.state is not ImportJobState.FAILED
+        ][:MAX_JOBS_EXAMINED_ON_RETRY]
+        for job in candidates:
+            progress = self._describe_earlier_job(hook, job.job_id)
+            if progress is None or progress.create_time is None:
+                continue
+            if progress.create_time.timestamp() >= since and _sent_paths(progress) == wanted:
+                self.log.info(
+                    "Retry %d without a task state store: import job %s has this task's files and was "
+                    "created at %s, after the DAG run started: taking it for the earlier try's",
+                    try_number,
+                    job.job_id,
+                    progress.create_time.isoformat(),
+                )
+                return job.job_id, progress
+        self.log.info(
+            "Retry %d without a task state store: no job of collection %r created since the DAG run started "
+            "has this task's files; creating a new job",
+            try_number,
+            self.collection_name,
+        )
+        return None
+
+    # ----------------------------------------------------------------------------------------------------
+    # Waiting
+
+    def _wait(self, hook: MilvusImportHook, job_id: str, end_time: float) -> dict[str, Any]:
         """Check once; defer if the job is still running and deferrable, else poll here until it ends."""
         from airflow_milvus_import._waiting import JobWaitTracker, format_duration
         from airflow_milvus_import.exceptions import MilvusImportError
 
-        end_time = time.time() + self.timeout
         tracker = JobWaitTracker(
             [job_id],
             accept_uncommitted=self.accept_uncommitted,
             max_consecutive_errors=self.max_consecutive_errors,
+            error_tolerance=self.error_tolerance,
             conn_id=self.milvus_import_conn_id,
         )
         first_poll = True
@@ -399,17 +625,23 @@ class MilvusBulkImportOperator(BaseOperator):
                 if remaining <= 0:
                     deadline = f"timeout {format_duration(self.timeout)}; the job keeps running on the server"
                     return self._finish(tracker.timeout_result(deadline))
-                time.sleep(min(self.poll_interval, remaining))
+                sleep = min(self.poll_interval, remaining)
+                left = tracker.tolerance_left(job_id, time.monotonic())
+                if left is not None:  # failing polls: poll again when the tolerance runs out, not later
+                    sleep = min(sleep, max(0.0, left))
+                time.sleep(sleep)
+            sent_at = time.monotonic()
             try:
                 progress = hook.get_import_progress(job_id, db_name=self.db_name)
             except MilvusImportError as error:
-                failures = tracker.record_error(job_id, error)
+                failures = tracker.record_error(job_id, error, sent_at)
                 if error.transient:
                     self.log.warning(
-                        "Poll of import job %s failed (%d/%d in a row): %s",
+                        "Poll of import job %s failed (%d in a row, failing for %s of the %s tolerated): %s",
                         job_id,
                         failures,
-                        self.max_consecutive_errors,
+                        format_duration(tracker.failing_for(job_id)),
+                        format_duration(self.error_tolerance),
                         error,
                     )
             else:
@@ -459,6 +691,7 @@ class MilvusBulkImportOperator(BaseOperator):
                 end_time=end_time,
                 max_consecutive_errors=self.max_consecutive_errors,
                 accept_uncommitted=self.accept_uncommitted,
+                error_tolerance=self.error_tolerance,
                 # killed while deferred, the trigger (not this operator) gets on_kill: it aborts jobs we own
                 abort_on_kill=self._two_phase,
             ),

@@ -10,6 +10,7 @@ from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException
 
 from airflow_milvus_import._waiting import (
+    DEFAULT_ERROR_TOLERANCE_SECONDS,
     DEFAULT_MAX_CONSECUTIVE_ERRORS,
     JobWaitTracker,
     WaitResult,
@@ -19,6 +20,7 @@ from airflow_milvus_import._waiting import (
     format_progress_line,
     format_summary_line,
     job_ids_given_as_list,
+    parse_error_tolerance,
 )
 from airflow_milvus_import.exceptions import MilvusImportError
 
@@ -75,9 +77,12 @@ class MilvusImportJobSensor(BaseSensorOperator):
     :param milvus_import_conn_id: the Airflow connection of the endpoint (templated).
     :param db_name: the database (templated); None uses the connection's ``db_name`` extra or ``default``.
     :param accept_uncommitted: count ``Uncommitted`` as success.
-    :param max_consecutive_errors: failed polls (or unknown states) in a row, per job, before failing.
-        Counted while deferred and in poke mode; in reschedule mode each check is a fresh process, so a
-        check whose call still fails after the hook's own retries fails the try (``retries`` apply).
+    :param max_consecutive_errors: checks in a row, per job, that report an unknown state before failing.
+    :param error_tolerance: seconds (or a timedelta) a job's checks may keep failing with transient errors
+        (connection errors, timeouts, 5xx, 408, 429; each check already retries inside, as every hook call
+        does) before the sensor fails: 600 (10 minutes) by default, at any poll interval. Measured while
+        deferred and in poke mode; in reschedule mode each check is a fresh process, so a check whose call
+        still fails after the hook's own retries fails the try (``retries`` apply).
     :param poll_interval: seconds between checks (an alias of ``poke_interval``; give one of them).
     :param deferrable: wait in the triggerer; defaults to ``[operators] default_deferrable``.
 
@@ -100,6 +105,7 @@ class MilvusImportJobSensor(BaseSensorOperator):
         db_name: str | None = None,
         accept_uncommitted: bool = False,
         max_consecutive_errors: int = DEFAULT_MAX_CONSECUTIVE_ERRORS,
+        error_tolerance: float | timedelta = DEFAULT_ERROR_TOLERANCE_SECONDS,
         poll_interval: float | timedelta | None = None,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
@@ -120,6 +126,7 @@ class MilvusImportJobSensor(BaseSensorOperator):
         self.db_name = db_name
         self.accept_uncommitted = accept_uncommitted
         self.max_consecutive_errors = max_consecutive_errors
+        self.error_tolerance = parse_error_tolerance(error_tolerance)
         self.deferrable = deferrable
         self._hook: MilvusImportHook | None = None
         self._tracker: JobWaitTracker | None = None
@@ -174,6 +181,7 @@ class MilvusImportJobSensor(BaseSensorOperator):
                 end_time=end_time,
                 max_consecutive_errors=self.max_consecutive_errors,
                 accept_uncommitted=self.accept_uncommitted,
+                error_tolerance=self.error_tolerance,
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=max(0.0, end_time - time.time())),
@@ -203,16 +211,31 @@ class MilvusImportJobSensor(BaseSensorOperator):
     # ----------------------------------------------------------------------------------------------------
 
     def _new_tracker(self) -> JobWaitTracker:
-        # In reschedule mode every check runs in a new process: counters cannot carry over.
         self._tracker = JobWaitTracker(
             self.job_id,
             accept_uncommitted=self.accept_uncommitted,
-            max_consecutive_errors=1
-            if self.reschedule and not self.deferrable
-            else self.max_consecutive_errors,
+            max_consecutive_errors=self.max_consecutive_errors,
+            error_tolerance=self.error_tolerance,
             conn_id=self.milvus_import_conn_id,
         )
         return self._tracker
+
+    @property
+    def _checks_start_fresh(self) -> bool:
+        """Reschedule mode: every check runs in a new process, so nothing carries over between checks."""
+        return bool(self.reschedule) and not self.deferrable
+
+    def _get_next_poke_interval(self, started_at: Any, run_duration: Any, poke_count: int) -> float:
+        # Poke mode: a job whose checks keep failing is checked again when its tolerance runs out, so the
+        # sensor gives up within the tolerance plus one interval of an outage's start.
+        interval = float(super()._get_next_poke_interval(started_at, run_duration, poke_count))
+        tracker = self._tracker
+        if tracker is None or self._checks_start_fresh:
+            return interval
+        now = time.monotonic()
+        lefts = [tracker.tolerance_left(job_id, now) for job_id in tracker.pending_job_ids()]
+        known = [max(0.0, left) for left in lefts if left is not None]
+        return min([interval, *known])
 
     @property
     def _single_job(self) -> bool:
@@ -236,16 +259,26 @@ class MilvusImportJobSensor(BaseSensorOperator):
         hook = self._get_hook()
         pending = tracker.pending_job_ids()
         for job_id in pending:
+            sent_at = time.monotonic()
             try:
                 progress = hook.get_import_progress(job_id, db_name=self.db_name)
             except MilvusImportError as error:
-                failures = tracker.record_error(job_id, error)
+                # counted from when the check was sent, not from the end of the hook's retries
+                failures = tracker.record_error(job_id, error, sent_at)
+                if error.transient and self._checks_start_fresh:
+                    return tracker.result(
+                        WaitStatus.ERROR,
+                        f"Check of Milvus import job {job_id} failed after the connection's retries "
+                        f"(reschedule mode: the task's retries apply): {error}",
+                    )
                 if error.transient:
                     self.log.warning(
-                        "Check of Milvus import job %s failed (%d/%d in a row): %s: %s",
+                        "Check of Milvus import job %s failed (%d in a row, failing for %s of the %s "
+                        "tolerated): %s: %s",
                         job_id,
                         failures,
-                        tracker.max_consecutive_errors,
+                        format_duration(tracker.failing_for(job_id)),
+                        format_duration(tracker.error_tolerance),
                         type(error).__name__,
                         error,
                     )

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_milvus_import._waiting import (
+    DEFAULT_ERROR_TOLERANCE_SECONDS,
     DEFAULT_MAX_CONSECUTIVE_ERRORS,
     JobWaitTracker,
     WaitResult,
@@ -66,11 +67,23 @@ async def _within(seconds: float | None, awaitable: Awaitable[_T]) -> _T:
     return await asyncio.wait_for(awaitable, seconds)  # pragma: no cover - Python 3.10
 
 
+def _earliest_tolerance_left(tracker: JobWaitTracker, now: float) -> float | None:
+    """Seconds until the first failing job of the wait uses up its error tolerance (None: none failing)."""
+    lefts = [tracker.tolerance_left(job_id, now) for job_id in tracker.pending_job_ids()]
+    known = [left for left in lefts if left is not None]
+    return max(0.0, min(known)) if known else None
+
+
 class ProgressSource(Protocol):
     """Where a trigger gets job progress (:class:`airflow_milvus_import.polling.SharedProgressSource`)."""
 
     async def fetch(
-        self, job_ids: Sequence[str], *, delay: float = 0.0, exact: bool = False
+        self,
+        job_ids: Sequence[str],
+        *,
+        delay: float = 0.0,
+        exact: bool = False,
+        retry_until: float | None = None,
     ) -> dict[str, ImportJobProgress | Exception]: ...
 
     async def aclose(self) -> None: ...
@@ -121,9 +134,11 @@ class MilvusImportJobTrigger(BaseTrigger):
     - ``failed``: as soon as any job is ``Failed`` (fail fast: the other jobs are not waited for);
     - ``timeout``: ``end_time`` reached first (the trigger never sleeps past it);
     - ``error``: a non-transient error (auth, permission, not found, bad request) at once; a job whose
-      polls fail ``max_consecutive_errors`` times in a row (connection errors, 5xx, 408, 429: each logged
-      and retried at the next poll, after at least ``Retry-After``); or a job whose state stays unknown
-      (``None``) that many polls in a row.
+      polls keep failing with transient errors (connection errors, timeouts, 5xx, 408, 429) for
+      ``error_tolerance`` (10 minutes by default, at any poll interval; each poll already retries within
+      itself, and a failed poll is logged and polled again at the next interval, after at least
+      ``Retry-After``); or a job whose state stays unknown (``None``) ``max_consecutive_errors`` polls in
+      a row.
 
     Everything it needs is in :meth:`serialize` (no secret: the token stays in the Airflow connection),
     so a trigger rebuilt elsewhere (triggerer restart, another triggerer) resumes the same wait.
@@ -140,12 +155,14 @@ class MilvusImportJobTrigger(BaseTrigger):
     :param db_name: the database (Milvus); None uses the connection's ``db_name`` extra or ``default``.
     :param poll_interval: seconds between polls (the shortest interval, with ``max_poll_interval``).
     :param end_time: wall-clock deadline in epoch seconds; None waits without a deadline.
-    :param max_consecutive_errors: failed polls (or unknown states) in a row, per job, before giving up.
+    :param max_consecutive_errors: polls in a row, per job, that report an unknown state before giving up.
     :param accept_uncommitted: count ``Uncommitted`` (a 2PC job waiting for its commit) as success.
     :param max_poll_interval: let the interval grow up to this many seconds for jobs whose estimated time
         left is long (a quarter of it; never past the deadline). None: always ``poll_interval``.
     :param abort_on_kill: abort the jobs that have not ended when the task is killed while deferred
         (for the import operator's two-phase jobs); False: leave them running.
+    :param error_tolerance: seconds (or a timedelta) a job's polls may keep failing with transient errors
+        before the wait ends with ``error`` (default 600: an outage of up to 10 minutes is waited out).
 
     """
 
@@ -161,6 +178,7 @@ class MilvusImportJobTrigger(BaseTrigger):
         accept_uncommitted: bool = False,
         max_poll_interval: float | None = None,
         abort_on_kill: bool = False,
+        error_tolerance: Any = DEFAULT_ERROR_TOLERANCE_SECONDS,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         if not isinstance(milvus_import_conn_id, str) or not milvus_import_conn_id.strip():
@@ -188,9 +206,12 @@ class MilvusImportJobTrigger(BaseTrigger):
         self.db_name = db_name
         self.poll_interval = float(poll_interval)
         self.end_time = float(end_time) if end_time is not None else None
-        # Validates max_consecutive_errors the same way the wait will.
-        JobWaitTracker(self.job_ids, max_consecutive_errors=max_consecutive_errors)
+        # Validates max_consecutive_errors and error_tolerance the same way the wait will.
+        checked = JobWaitTracker(
+            self.job_ids, max_consecutive_errors=max_consecutive_errors, error_tolerance=error_tolerance
+        )
         self.max_consecutive_errors = max_consecutive_errors
+        self.error_tolerance = checked.error_tolerance
         self.accept_uncommitted = bool(accept_uncommitted)
         self.max_poll_interval = float(max_poll_interval) if max_poll_interval is not None else None
         self.abort_on_kill = bool(abort_on_kill)
@@ -200,7 +221,8 @@ class MilvusImportJobTrigger(BaseTrigger):
         """
         Every constructor argument; nothing secret.
 
-        ``max_poll_interval`` and ``abort_on_kill`` are written only when they differ from their defaults,
+        ``max_poll_interval``, ``abort_on_kill`` and ``error_tolerance`` are written only when they differ
+        from their defaults,
         so a trigger that does not use them keeps the serialized form of earlier versions (a triggerer
         still running an older version of this package can rebuild it).
         """
@@ -217,6 +239,8 @@ class MilvusImportJobTrigger(BaseTrigger):
             kwargs["max_poll_interval"] = self.max_poll_interval
         if self.abort_on_kill:
             kwargs["abort_on_kill"] = True
+        if self.error_tolerance != DEFAULT_ERROR_TOLERANCE_SECONDS:
+            kwargs["error_tolerance"] = self.error_tolerance
         return f"{type(self).__module__}.{type(self).__qualname__}", kwargs
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
@@ -302,6 +326,7 @@ class MilvusImportJobTrigger(BaseTrigger):
             self.job_ids,
             accept_uncommitted=self.accept_uncommitted,
             max_consecutive_errors=self.max_consecutive_errors,
+            error_tolerance=self.error_tolerance,
             conn_id=self.milvus_import_conn_id,
         )
         self._tracker = tracker
@@ -343,6 +368,11 @@ class MilvusImportJobTrigger(BaseTrigger):
                     retry_after=retry_after,
                     remaining=remaining,
                 )
+                # A job whose polls keep failing is polled again when its tolerance runs out, not later:
+                # the wait gives up within the tolerance plus one interval of an outage's start.
+                left = _earliest_tolerance_left(tracker, time.monotonic())
+                if left is not None and left < delay and (retry_after is None or left >= retry_after):
+                    delay, exact = left, True
         finally:
             await source.aclose()
 
@@ -359,24 +389,33 @@ class MilvusImportJobTrigger(BaseTrigger):
         a server asked for.
         """
         pending = tracker.pending_job_ids()
-        answers = await source.fetch(pending, delay=delay, exact=exact)
+        asked_at = time.monotonic()
+        # While polls fail, a poll's own retries stop where the tolerance runs out.
+        left = _earliest_tolerance_left(tracker, asked_at)
+        answers = await source.fetch(
+            pending, delay=delay, exact=exact, retry_until=None if left is None else asked_at + left
+        )
         polled_at = time.monotonic()
+        # A failed poll counts from when it was sent, not from the end of its retries.
+        sent_at = min(polled_at, asked_at + delay)
         retry_after: float | None = None
         lines: list[str] = []
         for job_id in pending:
             answer = answers[job_id]
             if isinstance(answer, Exception):
-                failures = tracker.record_error(job_id, answer)
+                failures = tracker.record_error(job_id, answer, sent_at)
                 if getattr(answer, "transient", False):
                     asked = getattr(answer, "retry_after", None)
                     if isinstance(asked, (int, float)) and math.isfinite(asked) and asked > 0:
                         retry_after = max(retry_after or 0.0, min(float(asked), RETRY_AFTER_CAP_SECONDS))
                     wait = max(self.poll_interval, retry_after or 0.0)
                     self.log.warning(
-                        "Poll of Milvus import job %s failed (%d/%d in a row), retrying in %s: %s: %s",
+                        "Poll of Milvus import job %s failed (%d in a row, failing for %s of the %s "
+                        "tolerated), polling again in %s: %s: %s",
                         job_id,
                         failures,
-                        self.max_consecutive_errors,
+                        format_duration(tracker.failing_for(job_id)),
+                        format_duration(self.error_tolerance),
                         format_duration(wait),
                         type(answer).__name__,
                         answer,

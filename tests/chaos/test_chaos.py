@@ -8,8 +8,10 @@ sensors, which start together), delays 3% of the requests that get through by 2 
 ``latency_rate``: spikes, not a constant delay), and never finishes the jobs of one collection. Jobs
 have chosen outcomes (``local.duration`` 2-8 s, some ``local.fail``, two that outlive their wait's
 deadline). Both waiting paths run: the real ``MilvusImportJobTrigger.run()`` loop (200 triggers in one
-asyncio loop, as in a triggerer), and ``MilvusImportJobSensor`` in poke mode (200 threads, the sync hook
-with its own retries).
+asyncio loop, as in a triggerer, sharing one poller that retries each poll), and ``MilvusImportJobSensor``
+in poke mode (200 threads, the sync hook with its own retries). Everything runs at its defaults: the
+waits' error tolerance (10 minutes), ``max_consecutive_errors``, and the connection's retries (3) and
+timeout (30 s).
 
 Checked: every wait's outcome is the planned one (no false success, no false error), no wait outlives its
 deadline by more than a small grace (and the timed-out ones really waited until it), requests stay within
@@ -35,29 +37,18 @@ from tests.chaos.conftest import (
     TRIGGER_GRACE,
     TRIGGER_RATE_LIMIT,
     ChaosRun,
-    consecutive_errors_for,
     define_connection,
     plan_jobs,
 )
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow, pytest.mark.integration, pytest.mark.timeout(600)]
 
-#: the share of requests that fail (5xx, drops, and the 429 bursts), planned generously
-PLANNED_FAULT_SHARE = 0.5
-#: polls in a run: 200 jobs, each waited ~10 s on average at two polls a second
-PLANNED_POLLS = JOBS * 10 / POLL_INTERVAL
-#: the trigger's tolerance of failed polls in a row (a poll is one attempt: the trigger's own polling does not
-#: retry inside a poll)
-TRIGGER_TOLERANCE = consecutive_errors_for(PLANNED_FAULT_SHARE, PLANNED_POLLS)
-#: poke mode: the hook retries once inside each poke, so a poke fails only when both attempts fail
-POKE_RETRIES = 1
-POKE_TOLERANCE = consecutive_errors_for(
-    PLANNED_FAULT_SHARE, PLANNED_POLLS, attempts_per_poll=1 + POKE_RETRIES
-)
+#: attempts per poll at the connection's default retries (3): the shared poller and the hook alike
+ATTEMPTS_PER_POLL = 1 + 3
 #: a poke-mode sensor checks its timeout between pokes: it may end one poke interval and one poke late; a
-#: poke is at most two attempts (each at most a latency spike plus a second of queueing) and one backoff
-#: (at most 1 s: the first backoff, or the Retry-After of a 429)
-POKE_GRACE = POLL_INTERVAL + (1 + POKE_RETRIES) * (LATENCY_MS / 1000 + 1.0) + 1.0 + 1.0
+#: poke is at most four attempts (each at most a latency spike plus a second of queueing) and three
+#: backoffs (0.5 + 1 + 2 s at most, or the Retry-After of a 429, about a second)
+POKE_GRACE = POLL_INTERVAL + ATTEMPTS_PER_POLL * (LATENCY_MS / 1000 + 1.0) + 3.5 + 1.0
 
 
 def check(run: ChaosRun, report: str, *, grace: float, attempts_per_poll: int, min_requests: int = 1) -> None:
@@ -88,18 +79,18 @@ def test_200_waits_through_the_trigger_loop_under_faults(
     chaos_server_factory: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     chaos_server = chaos_server_factory(rate_limit=TRIGGER_RATE_LIMIT)
-    define_connection(monkeypatch, "ami_chaos_async", chaos_server.url, timeout=10)
+    define_connection(monkeypatch, "ami_chaos_async", chaos_server.url)
     run = ChaosRun(
         chaos_server, "ami_chaos_async", plan_jobs(JOBS, CHAOS_SEED), server_rate_limit=TRIGGER_RATE_LIMIT
     )
     run.create_jobs()
 
-    triggers = asyncio.run(run.wait_with_triggers(TRIGGER_TOLERANCE))
+    triggers = asyncio.run(run.wait_with_triggers())
 
-    report = run.report("the trigger loop (async hook)", 1, TRIGGER_TOLERANCE)
+    report = run.report("the trigger loop (shared poller, async hook)", ATTEMPTS_PER_POLL)
     with capsys.disabled():
         print("\n" + report)
-    check(run, report, grace=TRIGGER_GRACE, attempts_per_poll=1)
+    check(run, report, grace=TRIGGER_GRACE, attempts_per_poll=ATTEMPTS_PER_POLL)
     # the deadline travels in the serialized trigger: a triggerer that picks the wait up keeps it
     for trigger in triggers[:3]:
         assert trigger.serialize()[1]["end_time"] == trigger.end_time
@@ -109,19 +100,19 @@ def test_200_waits_through_sensors_in_poke_mode_under_faults(
     chaos_server_factory: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     chaos_server = chaos_server_factory(rate_limit=POKE_RATE_LIMIT)
-    define_connection(monkeypatch, "ami_chaos_sync", chaos_server.url, timeout=10, max_retries=POKE_RETRIES)
+    define_connection(monkeypatch, "ami_chaos_sync", chaos_server.url)
     run = ChaosRun(
         chaos_server, "ami_chaos_sync", plan_jobs(JOBS, CHAOS_SEED + 1), server_rate_limit=POKE_RATE_LIMIT
     )
     run.create_jobs()
 
-    run.wait_with_sensors(POKE_TOLERANCE)
+    run.wait_with_sensors()
 
-    report = run.report("sensors in poke mode (sync hook)", 1 + POKE_RETRIES, POKE_TOLERANCE)
+    report = run.report("sensors in poke mode (sync hook)", ATTEMPTS_PER_POLL)
     with capsys.disabled():
         print("\n" + report)
     # every sensor asks for its own job at every poke (at least once each)
-    check(run, report, grace=POKE_GRACE, attempts_per_poll=1 + POKE_RETRIES, min_requests=len(run.plan))
+    check(run, report, grace=POKE_GRACE, attempts_per_poll=ATTEMPTS_PER_POLL, min_requests=len(run.plan))
     stalled = next(o for o in run.outcomes if o.job.kind == "stalled")
     assert stalled.error is not None
     assert type(stalled.error).__name__ == "AirflowSensorTimeout"

@@ -26,8 +26,9 @@ def import_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ImportSe
     root = tmp_path_factory.mktemp("e2e-import-server")
     bucket = root / "bucket"
     bucket.mkdir()
-    with LocalImportServer(data_dir=root / "data", bucket=bucket, token=E2E_SENTINEL_TOKEN,
-                           rows_per_second=2000) as server:
+    with LocalImportServer(
+        data_dir=root / "data", bucket=bucket, token=E2E_SENTINEL_TOKEN, rows_per_second=2000
+    ) as server:
         yield ImportServerClient(server, bucket, E2E_SENTINEL_TOKEN)
 
 

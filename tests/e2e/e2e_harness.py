@@ -61,7 +61,11 @@ def free_port() -> int:
 
 
 def wait_until(
-    what: str, probe: Callable[[], T | None], *, timeout: float, interval: float = 1.0,
+    what: str,
+    probe: Callable[[], T | None],
+    *,
+    timeout: float,
+    interval: float = 1.0,
     diagnostics: Callable[[], str] | None = None,
 ) -> T:
     """Call ``probe`` until it returns something but None/False; fail naming ``what`` after ``timeout``."""
@@ -299,8 +303,13 @@ class AirflowDeployment:
     def cli(self, *args: str, timeout: float = 300) -> str:
         """Run ``airflow ARGS`` to completion in this deployment's environment; its output on success."""
         result = subprocess.run(
-            [str(VENV_BIN / "airflow"), *args], env=self.env, cwd=self.root, capture_output=True,
-            text=True, timeout=timeout, check=False,
+            [str(VENV_BIN / "airflow"), *args],
+            env=self.env,
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
         )
         if result.returncode != 0:
             raise AssertionError(
@@ -318,8 +327,13 @@ class AirflowDeployment:
         log_path = self.component_logs / f"{name}-{index}.log"
         with log_path.open("wb") as log:
             process = subprocess.Popen(
-                [str(VENV_BIN / "airflow"), name, *args], env=self.env, cwd=self.root,
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                [str(VENV_BIN / "airflow"), name, *args],
+                env=self.env,
+                cwd=self.root,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
         component = Component(name=name, process=process, log_path=log_path)
         self.components.append(component)
@@ -382,8 +396,13 @@ class AirflowDeployment:
                 raise AssertionError(f"DAG import errors: {json.dumps(errors, indent=1)[:4000]}")
             return wanted <= self.api.dag_ids()
 
-        wait_until(f"DAGs {sorted(wanted)} to be parsed", probe, timeout=timeout, interval=2,
-                   diagnostics=self.diagnostics)
+        wait_until(
+            f"DAGs {sorted(wanted)} to be parsed",
+            probe,
+            timeout=timeout,
+            interval=2,
+            diagnostics=self.diagnostics,
+        )
 
     def wait_run(self, dag_id: str, run_id: str, timeout: float = 300) -> dict[str, Any]:
         def probe() -> dict[str, Any] | None:
@@ -395,11 +414,13 @@ class AirflowDeployment:
             states = {ti["task_id"]: ti["state"] for ti in self.api.task_instances(dag_id, run_id)}
             return f"task states: {states}\n{self.diagnostics()}"
 
-        return wait_until(f"run {dag_id}/{run_id} to finish", probe, timeout=timeout, interval=2,
-                          diagnostics=diagnostics)
+        return wait_until(
+            f"run {dag_id}/{run_id} to finish", probe, timeout=timeout, interval=2, diagnostics=diagnostics
+        )
 
-    def wait_task_state(self, dag_id: str, run_id: str, task_id: str, states: set[str],
-                        timeout: float = 180) -> dict[str, Any]:
+    def wait_task_state(
+        self, dag_id: str, run_id: str, task_id: str, states: set[str], timeout: float = 180
+    ) -> dict[str, Any]:
         def probe() -> dict[str, Any] | None:
             self.check_alive()
             ti = self.api.task_instance(dag_id, run_id, task_id)
@@ -407,8 +428,13 @@ class AirflowDeployment:
                 raise AssertionError(f"{dag_id}/{run_id}/{task_id} is {ti['state']}\n{self.diagnostics()}")
             return ti if ti["state"] in states else None
 
-        return wait_until(f"{dag_id}/{run_id}/{task_id} to be {sorted(states)}", probe, timeout=timeout,
-                          interval=1, diagnostics=self.diagnostics)
+        return wait_until(
+            f"{dag_id}/{run_id}/{task_id} to be {sorted(states)}",
+            probe,
+            timeout=timeout,
+            interval=1,
+            diagnostics=self.diagnostics,
+        )
 
     # --- evidence on disk ----------------------------------------------------------------------------------
     def trigger_logs(self, dag_id: str, run_id: str, task_id: str) -> dict[str, str]:
@@ -460,25 +486,43 @@ class PostgresCluster:
         command = [str(self.bin_dir / args[0]), *args[1:]]
         if self.run_as:
             command = ["runuser", "-u", self.run_as, "--", *command]
-        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False,
-                                cwd=self.dir)
+        result = subprocess.run(
+            command, capture_output=True, text=True, timeout=timeout, check=False, cwd=self.dir
+        )
         if result.returncode != 0:
-            raise AssertionError(f"{' '.join(command)} exited {result.returncode}:\n{result.stdout}\n"
-                                 f"{result.stderr}\n{tail(self.log_path)}")
+            raise AssertionError(
+                f"{' '.join(command)} exited {result.returncode}:\n{result.stdout}\n"
+                f"{result.stderr}\n{tail(self.log_path)}"
+            )
 
     def start(self) -> None:
         _STARTED_CLUSTERS.append(self)
-        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "-E", "UTF8",
-                  "--no-sync", "--no-instructions")
-        options = (f"-h 127.0.0.1 -p {self.port} -k {self.dir} -c fsync=off -c synchronous_commit=off "
-                   "-c full_page_writes=off -c max_connections=300 -c shared_buffers=64MB")
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log_path), "-o", options, "-w", "-t", "60",
-                  "start")
+        self._run(
+            "initdb",
+            "-D",
+            str(self.data),
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "-E",
+            "UTF8",
+            "--no-sync",
+            "--no-instructions",
+        )
+        options = (
+            f"-h 127.0.0.1 -p {self.port} -k {self.dir} -c fsync=off -c synchronous_commit=off "
+            "-c full_page_writes=off -c max_connections=300 -c shared_buffers=64MB"
+        )
+        self._run(
+            "pg_ctl", "-D", str(self.data), "-l", str(self.log_path), "-o", options, "-w", "-t", "60", "start"
+        )
         self.started = True
         import psycopg2
 
-        with contextlib.closing(psycopg2.connect(host="127.0.0.1", port=self.port, user="postgres",
-                                                 dbname="postgres")) as conn:
+        with contextlib.closing(
+            psycopg2.connect(host="127.0.0.1", port=self.port, user="postgres", dbname="postgres")
+        ) as conn:
             conn.autocommit = True
             with conn.cursor() as cursor:
                 cursor.execute("CREATE DATABASE airflow")
@@ -536,15 +580,18 @@ class ImportServerClient:
         path.write_text(json.dumps({"rows": rows}))
         return relative_path
 
-    def create_job(self, collection: str, files: list[str], *, duration: float | None = None,
-                   fail: str | None = None) -> str:
+    def create_job(
+        self, collection: str, files: list[str], *, duration: float | None = None, fail: str | None = None
+    ) -> str:
         options: dict[str, str] = {}
         if duration is not None:
             options["local.duration"] = str(duration)
         if fail is not None:
             options["local.fail"] = fail
-        data = self.call("jobs/import/create",
-                         {"collectionName": collection, "files": [[f] for f in files], "options": options})
+        data = self.call(
+            "jobs/import/create",
+            {"collectionName": collection, "files": [[f] for f in files], "options": options},
+        )
         return str(data.get("jobId") or data.get("jobID"))
 
     def describe(self, job_id: str) -> dict[str, Any]:

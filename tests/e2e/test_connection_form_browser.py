@@ -166,18 +166,28 @@ def test_add_a_milvus_import_connection_and_test_it_from_the_list(
     assert json.loads(stored["extra"]).items() >= {"db_name": "default", "timeout": 10}.items()
     assert import_server.token not in json.dumps(stored)
     # The test API itself, as the Test button calls it (stored credentials): status true.
-    rest = api.test_connection({"connection_id": CONN_ID, "conn_type": CONN_TYPE, "host": import_server.url,
-                                "port": port})
+    rest = api.test_connection(
+        {"connection_id": CONN_ID, "conn_type": CONN_TYPE, "host": import_server.url, "port": port}
+    )
     assert rest["status"] is True, rest["message"]
     # A wrong key: a clear no, naming the endpoint, without the key.
     wrong_key = "wrong-key-3e9d71"
-    refused = api.test_connection({"connection_id": "milvus_import_wrong_key", "conn_type": CONN_TYPE,
-                                   "host": import_server.url, "port": port, "password": wrong_key})
+    refused = api.test_connection(
+        {
+            "connection_id": "milvus_import_wrong_key",
+            "conn_type": CONN_TYPE,
+            "host": import_server.url,
+            "port": port,
+            "password": wrong_key,
+        }
+    )
     assert refused["status"] is False
     assert wrong_key not in refused["message"]
     assert "127.0.0.1" in refused["message"]
     page.close()
-    for name in ("connection-form-standard-fields.png", "connection-form-extra-fields.png",
-                 "connection-test-success.png"):
+    for name in (
+        "connection-form-standard-fields.png",
+        "connection-form-extra-fields.png",
+        "connection-test-success.png",
+    ):
         assert (shots / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-

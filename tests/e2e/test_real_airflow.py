@@ -46,7 +46,11 @@ TRIGGERER_JOB = re.compile(r"\.trigger\.(\d+)\.log$")
 
 
 def _deployment(
-    root: Path, dags: Path, server: ImportServerClient, *, sql_alchemy_conn: str | None = None,
+    root: Path,
+    dags: Path,
+    server: ImportServerClient,
+    *,
+    sql_alchemy_conn: str | None = None,
     config: dict[str, str] | None = None,
 ) -> AirflowDeployment:
     return AirflowDeployment(
@@ -179,12 +183,14 @@ class TestOnSQLite:
         job_id = _gate_job(import_server, "e2e_restart", 50, duration=45)
         run_id = api.trigger(GATE, {"job_id": job_id, "min_rows": 50})
         deployment.wait_task_state(GATE, run_id, SENSOR, {"deferred"}, timeout=120)
+
         # Let the first triggerer pick the trigger up and poll the job at least once (it logs each poll).
         def polled() -> bool:
             return any(job_id in text for text in deployment.trigger_logs(GATE, run_id, SENSOR).values())
 
-        wait_until("the first triggerer to poll the job", polled, timeout=90,
-                   diagnostics=deployment.diagnostics)
+        wait_until(
+            "the first triggerer to poll the job", polled, timeout=90, diagnostics=deployment.diagnostics
+        )
         at_kill = import_server.describe(job_id)
         assert at_kill["state"] not in {"Completed", "Failed"}, "job ended before the kill"
 
@@ -239,14 +245,18 @@ def postgres_cluster() -> Iterator[PostgresCluster]:
 
 @pytest.fixture(scope="class")
 def postgres_airflow(
-    postgres_cluster: PostgresCluster, import_server: ImportServerClient, example_dags_folder: Path,
+    postgres_cluster: PostgresCluster,
+    import_server: ImportServerClient,
+    example_dags_folder: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[AirflowDeployment]:
     for driver in ("psycopg2", "asyncpg"):  # Airflow's sync and async PostgreSQL drivers
         if importlib.util.find_spec(driver) is None:
             pytest.fail(f"{driver} is not installed: it belongs to the test extra (pip install -e '.[test]')")
     deployment = _deployment(
-        tmp_path_factory.mktemp("airflow-postgres"), example_dags_folder, import_server,
+        tmp_path_factory.mktemp("airflow-postgres"),
+        example_dags_folder,
+        import_server,
         sql_alchemy_conn=postgres_cluster.sqlalchemy_url,
         # Each triggerer holds at most half the waits, so both must take a share.
         config={"AIRFLOW__TRIGGERER__CAPACITY": str(HA_WAITS // 2)},
@@ -283,8 +293,13 @@ class TestTwoTriggerersOnPostgres:
                     placed.setdefault(_triggerer_job_id(name), []).append(run_id)
             return placed
 
-        placed = wait_until("every wait to run in a triggerer", waits_by_triggerer, timeout=240, interval=2,
-                            diagnostics=deployment.diagnostics)
+        placed = wait_until(
+            "every wait to run in a triggerer",
+            waits_by_triggerer,
+            timeout=240,
+            interval=2,
+            diagnostics=deployment.diagnostics,
+        )
         assert len(placed) == 2, f"expected both triggerers to hold waits, got {placed}"
         assert sorted(len(v) for v in placed.values()) == [HA_WAITS // 2, HA_WAITS // 2]
 
