@@ -27,6 +27,32 @@ os.environ.pop("AIRFLOW_CONN_MILVUS_IMPORT_DEFAULT", None)
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SENTINEL_TOKEN = "sentinel-token-7f3a9c-DO-NOT-LEAK"
 
+#: The core suite (``pytest -m core``): what scripts/test-matrix.sh runs on every supported Airflow. The
+#: hook, the wire protocol, the trigger, the sensor (deferrable, poke, reschedule), both operators and the
+#: example DAGs under dag.test(), the local server with pymilvus' own client, the provider registration and
+#: the compatibility layer. The whole suite runs on the newest Airflow.
+CORE_SUITE = frozenset(
+    {
+        "tests/test_compat.py",
+        "tests/test_example_dags.py",
+        "tests/test_hook.py",
+        "tests/test_hook_local_server.py",
+        "tests/test_operators.py",
+        "tests/test_protocol.py",
+        "tests/test_provider.py",
+        "tests/test_sensor.py",
+        "tests/test_trigger.py",
+        "tests/local/test_local_pymilvus.py",
+    }
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark the tests of the core suite's modules ``core``."""
+    for item in items:
+        if item.path.relative_to(REPO_ROOT).as_posix() in CORE_SUITE:
+            item.add_marker(pytest.mark.core)
+
 
 @pytest.fixture(autouse=True)
 def _fresh_rate_budgets() -> Iterator[None]:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException, TaskDeferred
+from airflow.providers.common.compat.sdk import AirflowSensorTimeout, AirflowSkipException, TaskDeferred
 
 from airflow_milvus_import._waiting import JobWaitTracker, WaitResult, WaitStatus
 from airflow_milvus_import.exceptions import (
@@ -76,7 +76,7 @@ def event(job_ids: list[str], *answers: dict[str, Any], status: WaitStatus | Non
 
 
 def test_template_fields_and_defaults() -> None:
-    from airflow.sdk import conf
+    from airflow.providers.common.compat.sdk import conf
 
     wait = sensor()
     assert tuple(wait.template_fields) == ("job_id", "milvus_import_conn_id", "db_name")
