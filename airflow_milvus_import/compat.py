@@ -16,8 +16,8 @@ Features and the Airflow that has them (the README's support table says what hap
 * ``HAS_TASK_STATE_STORE``: ``context["task_state_store"]`` (3.3+).
 * ``HAS_TRIGGER_ON_KILL``: the triggerer calls a trigger's ``on_kill`` when its deferred task is killed
   (3.3+); before, killing a deferred task only cancels the trigger.
-* ``HAS_ASYNC_CONNECTIONS``: ``BaseHook.aget_connection`` (3.0+); :func:`aget_connection` runs the sync
-  look-up in a worker thread on 2.11 so the triggerer's event loop never blocks (as the dbt Cloud
+* ``HAS_ASYNC_CONNECTIONS``: ``BaseHook.aget_connection`` (3.1+); :func:`aget_connection` runs the sync
+  look-up in a worker thread on 2.11 and 3.0 so the triggerer's event loop never blocks (as the dbt Cloud
   provider's trigger does there).
 
 This module imports only Airflow itself: it is cheap, and anything in the package may use it.
@@ -86,7 +86,7 @@ HAS_EVENT_TRIGGERS: bool = AIRFLOW_V_3_0_PLUS
 HAS_DECLARATIVE_CONNECTION_FORM: bool = AIRFLOW_V_3_2_PLUS
 HAS_TASK_STATE_STORE: bool = AIRFLOW_V_3_3_PLUS
 HAS_TRIGGER_ON_KILL: bool = AIRFLOW_V_3_3_PLUS
-HAS_ASYNC_CONNECTIONS: bool = AIRFLOW_V_3_0_PLUS
+HAS_ASYNC_CONNECTIONS: bool = AIRFLOW_V_3_1_PLUS
 
 #: feature -> (the first Airflow that has it, what happens without it); the README's support table
 _FEATURES: dict[str, tuple[str, str]] = {
@@ -177,7 +177,7 @@ def base_event_trigger_class() -> type[BaseTrigger]:
 async def aget_connection(hook: Any, conn_id: str) -> Any:
     """
     The connection ``conn_id`` without blocking the event loop: ``await hook.aget_connection`` where
-    Airflow has it (3.0+), else the sync look-up in a worker thread (asgiref's ``sync_to_async``).
+    Airflow has it (3.1+), else the sync look-up in a worker thread (asgiref's ``sync_to_async``).
 
     :param hook: the hook asking (its class's ``aget_connection`` / ``get_connection`` are used)
     :param conn_id: the connection id

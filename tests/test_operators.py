@@ -32,6 +32,7 @@ from airflow_milvus_import.operators.milvus_import import (
     parse_states,
     stringify_options,
 )
+from tests.airflow_versions import dagbag_class, xcom_model, xcom_value
 from tests.conftest import SENTINEL_TOKEN
 
 DAGS_FOLDER = Path(__file__).parent / "dags" / "operators"
@@ -234,7 +235,7 @@ def test_operator_arguments_are_checked_when_the_dag_is_parsed() -> None:
 def test_operators_module_imports_no_http_client_hook_trigger_or_models() -> None:
     code = (
         "import sys\n"
-        "from airflow.sdk import BaseOperator, conf\n"
+        "from airflow.providers.common.compat.sdk import BaseOperator, conf\n"
         "before = set(sys.modules)\n"
         "import airflow_milvus_import.operators.milvus_import\n"
         "print(sorted(set(sys.modules) - before))"
@@ -332,9 +333,7 @@ def use_server(monkeypatch: pytest.MonkeyPatch, url: str, **extra: Any) -> None:
 
 
 def run_dag(dag_id: str, conf: dict[str, Any], folder: Path = DAGS_FOLDER) -> Any:
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(folder))
+    bag = dagbag_class()(dag_folder=str(folder))
     assert not bag.import_errors, bag.import_errors
     dag = bag.get_dag(dag_id)
     assert dag is not None, f"no DAG {dag_id} in {folder}"
@@ -354,11 +353,10 @@ def task_states(run: Any) -> dict[tuple[str, int], str]:
 
 
 def xcom(run: Any, task_id: str, key: str = "return_value", map_index: int = -1) -> Any:
-    from airflow.models.xcom import XComModel
-    from airflow.sdk.serde import deserialize
     from airflow.utils.session import create_session
     from sqlalchemy import select
 
+    XComModel = xcom_model()
     with create_session() as session:
         row = session.scalars(
             select(XComModel).where(
@@ -371,7 +369,7 @@ def xcom(run: Any, task_id: str, key: str = "return_value", map_index: int = -1)
         ).first()
         # What a downstream task receives (the Task SDK's serde over the stored JSON), not
         # XComModel.deserialize_value, which re-parses a stored string: "448761313698322011" -> int.
-        return deserialize(row.value) if row is not None else None
+        return xcom_value(row) if row is not None else None
 
 
 def task_rendered_fields(run: Any, task_id: str) -> dict[str, Any]:

@@ -541,9 +541,12 @@ class SensorDags:
     ) -> DagRunOutcome:
         from airflow.models.renderedtifields import RenderedTaskInstanceFields
         from airflow.models.taskreschedule import TaskReschedule
-        from airflow.models.xcom import XComModel
         from airflow.utils.session import create_session
         from sqlalchemy import func, select
+
+        from tests.airflow_versions import xcom_model
+
+        XComModel = xcom_model()
 
         dag = getattr(self.module, dag_attr)
         capfd.readouterr()

@@ -1,0 +1,102 @@
+"""
+Airflow pieces the tests use whose home differs between the supported versions (2.11, 3.0-3.3).
+
+The package keeps its version differences in ``airflow_milvus_import.compat``; these are the tests' own
+(Airflow internals a test inspects, which no user code touches).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def dagbag_class() -> Any:
+    """``DagBag`` (``airflow.dag_processing.dagbag`` on 3.1+, ``airflow.models.dagbag`` before)."""
+    try:
+        from airflow.dag_processing.dagbag import DagBag
+    except ImportError:
+        from airflow.models.dagbag import DagBag  # type: ignore[no-redef,attr-defined]
+    return DagBag
+
+
+#: Python source that binds ``DagBag`` on any supported Airflow, for tests running code in a subprocess
+DAGBAG_IMPORT_SOURCE = (
+    "try:\n"
+    "    from airflow.dag_processing.dagbag import DagBag\n"
+    "except ImportError:\n"
+    "    from airflow.models.dagbag import DagBag\n"
+)
+
+
+def xcom_model() -> Any:
+    """The XCom table's model: ``XComModel`` (3.x) or ``BaseXCom`` (2.11)."""
+    try:
+        from airflow.models.xcom import XComModel
+    except ImportError:
+        from airflow.models.xcom import BaseXCom as XComModel  # type: ignore[attr-defined,no-redef]
+    return XComModel
+
+
+def xcom_value(row: Any) -> Any:
+    """What a downstream task receives for a stored XCom row."""
+    try:
+        from airflow.sdk.serde import deserialize
+    except ImportError:
+        from airflow.models.xcom import XCom
+
+        return XCom.deserialize_value(row)
+    return deserialize(row.value)
+
+
+def serde() -> tuple[Any, Any]:
+    """Airflow's ``(serialize, deserialize)``: ``airflow.sdk.serde``, or ``airflow.serialization.serde``."""
+    try:
+        from airflow.sdk.serde import deserialize, serialize
+    except ImportError:
+        from airflow.serialization.serde import deserialize, serialize  # type: ignore[no-redef]
+    return serialize, deserialize
+
+
+def import_string(path: str) -> Any:
+    """Airflow's ``import_string``."""
+    try:
+        from airflow.sdk._shared.module_loading import import_string as sdk_import_string
+    except ImportError:
+        from airflow.utils.module_loading import import_string as core_import_string
+
+        return core_import_string(path)
+    return sdk_import_string(path)
+
+
+def secrets_masker_functions() -> tuple[Any, str, str]:
+    """
+    The module whose functions register secrets with Airflow's masker, the name of its sync function and of
+    the one a coroutine uses (``amask_secret`` on 3.2+; the sync one before), for tests that spy on them.
+    """
+    import importlib
+
+    from airflow_milvus_import import compat
+
+    module = importlib.import_module(compat._mask_secret_function().__module__)
+    try:
+        import airflow.sdk.log as sdk_log
+    except ImportError:
+        return module, "mask_secret", "mask_secret"
+    if hasattr(sdk_log, "amask_secret"):
+        return sdk_log, "mask_secret", "amask_secret"
+    return module, "mask_secret", "mask_secret"
+
+
+def redact(text: str) -> Any:
+    """Airflow's ``redact`` (the secrets masker's view of ``text``)."""
+    try:
+        from airflow.sdk._shared.secrets_masker import redact as shared_redact
+    except ImportError:
+        try:
+            from airflow.sdk.execution_time.secrets_masker import redact as sdk_redact
+        except ImportError:
+            from airflow.utils.log.secrets_masker import redact as core_redact
+
+            return core_redact(text)
+        return sdk_redact(text)
+    return shared_redact(text)
