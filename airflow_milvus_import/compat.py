@@ -20,16 +20,16 @@ Features and the Airflow that has them (the README's support table says what hap
   look-up in a worker thread on 2.11 and 3.0 so the triggerer's event loop never blocks (as the dbt Cloud
   provider's trigger does there).
 
-This module imports only Airflow itself: it is cheap, and anything in the package may use it.
+This module imports nothing at import time (not even Airflow): it is cheap, and anything in the package
+may use it.
 """
 
 from __future__ import annotations
 
 import re
+import sys
 import threading
 from typing import TYPE_CHECKING, Any
-
-from airflow import __version__ as AIRFLOW_VERSION_STRING
 
 if TYPE_CHECKING:
     import logging
@@ -72,6 +72,29 @@ def _version_tuple(version: str) -> tuple[int, int, int]:
     return major, minor, micro
 
 
+def _installed_airflow_version() -> str:
+    """
+    The running Airflow's version without importing Airflow here: Airflow's import discovers providers,
+    which calls ``get_provider_info``, which reads this module.
+    """
+    version = getattr(sys.modules.get("airflow"), "__version__", None)
+    if isinstance(version, str):
+        return version
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as distribution_version
+
+    for distribution in ("apache-airflow-core", "apache-airflow"):
+        try:
+            return distribution_version(distribution)
+        except PackageNotFoundError:
+            continue
+    from airflow import __version__
+
+    return str(__version__)
+
+
+#: the running Airflow's version, as it says (``"3.1.8"``)
+AIRFLOW_VERSION_STRING: str = _installed_airflow_version()
 #: the running Airflow's (major, minor, micro)
 AIRFLOW_VERSION: tuple[int, int, int] = _version_tuple(AIRFLOW_VERSION_STRING)
 AIRFLOW_V_3_0_PLUS: bool = AIRFLOW_VERSION >= (3, 0, 0)
