@@ -41,10 +41,13 @@ def xcom_value(row: Any) -> Any:
     """What a downstream task receives for a stored XCom row."""
     try:
         from airflow.sdk.serde import deserialize
-    except ImportError:
-        from airflow.models.xcom import XCom
+    except ImportError:  # Airflow 2.11 stores JSON (bytes on some databases)
+        value = row.value
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            from airflow.models.xcom import XCom
 
-        return XCom.deserialize_value(row)
+            return XCom.deserialize_value(row)
+        return value
     return deserialize(row.value)
 
 

@@ -566,9 +566,16 @@ class SensorDags:
                     )
                 )
             }
-            rescheduled = session.scalar(
-                select(func.count()).where(TaskReschedule.ti_id == instances["wait"].id)
-            )
+            wait_ti = instances["wait"]
+            if hasattr(TaskReschedule, "ti_id"):
+                which = TaskReschedule.ti_id == wait_ti.id
+            else:  # Airflow 2.11: rows keyed by dag, task and run
+                which = (
+                    (TaskReschedule.dag_id == wait_ti.dag_id)
+                    & (TaskReschedule.task_id == wait_ti.task_id)
+                    & (TaskReschedule.run_id == wait_ti.run_id)
+                )
+            rescheduled = session.scalar(select(func.count()).where(which))
         return DagRunOutcome(
             state=str(run.state),
             task_states={task_id: str(ti.state) for task_id, ti in instances.items()},

@@ -29,7 +29,7 @@ def setting(name: str, default: str) -> str:
     from airflow.providers.common.compat.sdk import Variable
 
     # default=None, then the fallback: Variable.get would register a default as a secret to mask.
-    value = Variable.get(name, default=None)
+    value = Variable.get(name, None)  # positional: `default` on 3.x, `default_var` on 2.11
     return str(value) if value else default
 
 
