@@ -73,21 +73,23 @@ def import_string(path: str) -> Any:
 
 def secrets_masker_functions() -> tuple[Any, str, str]:
     """
-    The module whose functions register secrets with Airflow's masker, the name of its sync function and of
-    the one a coroutine uses (``amask_secret`` on 3.2+; the sync one before), for tests that spy on them.
+    The module whose functions ``airflow_milvus_import.compat`` calls to register secrets with Airflow's
+    masker (looked up as compat does, at call time), the name of its sync function and of the one a
+    coroutine uses (``amask_secret`` on 3.2+; the sync one before), for tests that spy on them.
     """
     import importlib
 
-    from airflow_milvus_import import compat
-
-    module = importlib.import_module(compat._mask_secret_function().__module__)
     try:
         import airflow.sdk.log as sdk_log
     except ImportError:
-        return module, "mask_secret", "mask_secret"
-    if hasattr(sdk_log, "amask_secret"):
+        sdk_log = None
+    if sdk_log is not None and hasattr(sdk_log, "amask_secret"):
         return sdk_log, "mask_secret", "amask_secret"
-    return module, "mask_secret", "mask_secret"
+    if sdk_log is not None and hasattr(sdk_log, "mask_secret"):
+        return sdk_log, "mask_secret", "mask_secret"
+    from airflow_milvus_import import compat
+
+    return importlib.import_module(compat._mask_secret_function().__module__), "mask_secret", "mask_secret"
 
 
 def redact(text: str) -> Any:

@@ -433,8 +433,12 @@ class MilvusBulkImportOperator(BaseOperator):
         return cast("dict[str, Any]", result.xcom_value(single=True))
 
     def _defer(self, job_id: str, end_time: float) -> None:
+        from airflow_milvus_import import compat
         from airflow_milvus_import._waiting import format_duration
         from airflow_milvus_import.triggers.milvus_import import MilvusImportJobTrigger
+
+        if self._two_phase and not compat.HAS_TRIGGER_ON_KILL:
+            compat.log_unavailable_once("trigger on_kill", self.log)
 
         self.log.info(
             "Deferring: the triggerer polls import job %s every %s until it ends (deadline in %s)",
