@@ -544,7 +544,7 @@ class SensorDags:
         from airflow.utils.session import create_session
         from sqlalchemy import func, select
 
-        from tests.airflow_versions import xcom_model
+        from tests.airflow_versions import xcom_model, xcom_value
 
         XComModel = xcom_model()
 
@@ -556,7 +556,7 @@ class SensorDags:
         with create_session() as session:
             instances = {ti.task_id: ti for ti in run.get_task_instances(session=session)}
             query: Any = XComModel.get_many(run_id=run.run_id, dag_ids=dag.dag_id, key="return_value")
-            xcoms = {xcom.task_id: XComModel.deserialize_value(xcom) for xcom in session.scalars(query)}
+            xcoms = {xcom.task_id: xcom_value(xcom) for xcom in session.scalars(query)}
             rendered = {
                 row.task_id: row.rendered_fields
                 for row in session.scalars(
