@@ -47,6 +47,70 @@ CORE_SUITE = frozenset(
 )
 
 
+class _CurrentStream:
+    """A stream that writes to whatever ``sys.stdout`` (or ``sys.stderr``) is when it writes."""
+
+    def __init__(self, attribute: str) -> None:
+        self.attribute = attribute
+        self.name = f"<{attribute}>"
+
+    def write(self, text: str) -> int:
+        return int(getattr(sys, self.attribute).write(text))
+
+    def flush(self) -> None:
+        getattr(sys, self.attribute).flush()
+
+
+def _follow_the_current_streams() -> None:
+    import logging
+
+    known = logging.Logger.manager.loggerDict.values()
+    for logger in [logging.getLogger(), *(logger for logger in known if isinstance(logger, logging.Logger))]:
+        for handler in logger.handlers:
+            if not isinstance(handler, logging.StreamHandler) or isinstance(handler, logging.FileHandler):
+                continue
+            if type(handler).__module__.startswith("_pytest") or isinstance(handler.stream, _CurrentStream):
+                continue
+            if isinstance(getattr(type(handler), "stream", None), property):  # follows sys.stdout already
+                continue
+            to_stderr = getattr(handler.stream, "name", "") in ("<stderr>", 2) or handler.stream is sys.stderr
+            handler.setStream(_CurrentStream("stderr" if to_stderr else "stdout"))  # type: ignore[arg-type]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """
+    Airflow 2.11 only: log handlers that write to a console keep the ``sys.stdout`` / ``sys.stderr`` they
+    were created with (``dag.test()`` adds some), so later tests' ``capfd`` / ``capsys`` would see nothing.
+    Make them write to the current streams, which is where Airflow 3 writes task and trigger logs anyway.
+    ``dag.test()`` there also leaves the root logger at WARNING, which would drop the triggers' INFO lines:
+    this package logs at INFO, as on Airflow 3.
+    """
+    if _AIRFLOW_2:
+        import logging
+
+        _follow_the_current_streams()
+        ours = logging.getLogger("airflow_milvus_import")
+        if ours.getEffectiveLevel() > logging.INFO:
+            ours.setLevel(logging.INFO)
+    try:
+        return (yield)
+    finally:
+        if _AIRFLOW_2:
+            _follow_the_current_streams()
+
+
+def _airflow_2() -> bool:
+    try:
+        import airflow.sdk  # noqa: F401
+    except ImportError:
+        return True
+    return False
+
+
+_AIRFLOW_2 = _airflow_2()
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark the tests of the core suite's modules ``core``."""
     for item in items:
