@@ -261,6 +261,13 @@ def test_malformed_connections_fail_before_any_request(
     monkeypatch: pytest.MonkeyPatch, server: FakeImportServer, connection: dict[str, Any], message: str
 ) -> None:
     monkeypatch.setenv("AIRFLOW_CONN_BROKEN", json.dumps({"conn_type": "milvus_import", **connection}))
+    if isinstance(connection.get("extra"), str):
+        from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook
+
+        try:
+            BaseHook.get_connection("broken")
+        except AirflowNotFoundException:
+            pytest.skip("this Airflow (3.0 / 3.1) refuses a connection whose Extra is not JSON itself")
     hook = MilvusImportHook("broken")
     with pytest.raises(MilvusImportRequestError, match=message) as caught:
         hook.get_import_progress("1")
