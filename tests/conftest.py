@@ -100,6 +100,42 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
             _follow_the_current_streams()
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _dag_test_prints_task_errors() -> Iterator[None]:
+    """
+    Airflow 3.0 only: ``dag.test()`` there runs a task in-process and keeps its exception in the result
+    without printing it (3.1+ print it). Print the task's own exception as later versions do, so the
+    tests read the same message from the log on every version.
+    """
+    if _AIRFLOW_2 or not _airflow_3_0():
+        yield
+        return
+    import traceback
+
+    from airflow.sdk.execution_time import supervisor
+
+    original = supervisor.run_task_in_process
+
+    def run_and_print_the_error(*args: Any, **kwargs: Any) -> Any:
+        result = original(*args, **kwargs)
+        error = getattr(result, "error", None)
+        if error is not None:
+            sys.stdout.write("".join(traceback.format_exception(error)))
+        return result
+
+    supervisor.run_task_in_process = run_and_print_the_error
+    try:
+        yield
+    finally:
+        supervisor.run_task_in_process = original
+
+
+def _airflow_3_0() -> bool:
+    from airflow_milvus_import.compat import AIRFLOW_VERSION
+
+    return AIRFLOW_VERSION[:2] == (3, 0)
+
+
 def _airflow_2() -> bool:
     try:
         import airflow.sdk  # noqa: F401
