@@ -74,7 +74,8 @@ def _follow_the_current_streams() -> None:
             if isinstance(getattr(type(handler), "stream", None), property):  # follows sys.stdout already
                 continue
             to_stderr = getattr(handler.stream, "name", "") in ("<stderr>", 2) or handler.stream is sys.stderr
-            handler.setStream(_CurrentStream("stderr" if to_stderr else "stdout"))  # type: ignore[arg-type]
+            # not setStream: it flushes the old stream, which may be a finished test's closed capture
+            handler.stream = _CurrentStream("stderr" if to_stderr else "stdout")
 
 
 @pytest.hookimpl(wrapper=True)

@@ -32,7 +32,14 @@ from airflow_milvus_import.operators.milvus_import import (
     parse_states,
     stringify_options,
 )
-from tests.airflow_versions import dagbag_class, without_airflows_mask_requests, xcom_model, xcom_value
+from tests.airflow_versions import (
+    dagbag_class,
+    is_task_timeout_escaping_dag_test,
+    latest_dag_run,
+    without_airflows_mask_requests,
+    xcom_model,
+    xcom_value,
+)
 from tests.conftest import SENTINEL_TOKEN
 
 DAGS_FOLDER = Path(__file__).parent / "dags" / "operators"
@@ -713,11 +720,18 @@ def test_on_kill_aborts_a_two_phase_job(
     collection = new_collection(local_server)
     batches = write_files(local_server, collection, [40])
 
-    run = run_dag(
-        "ami_test_import_killed", {"collection": collection, "files": relative(local_server, batches)}
-    )
-
-    assert str(run.state) == "failed"
+    try:
+        run = run_dag(
+            "ami_test_import_killed", {"collection": collection, "files": relative(local_server, batches)}
+        )
+    except BaseException as error:
+        if not is_task_timeout_escaping_dag_test(error):
+            raise
+        run = latest_dag_run("ami_test_import_killed")
+        assert str(run.state) == "running"  # dag.test() left before it could mark the run
+        assert task_states(run)[("import_files", -1)] == "failed"
+    else:
+        assert str(run.state) == "failed"
     job_id = xcom(run, "import_files", "job_id")
     progress = job_state(local_server.url, job_id)
     assert progress.state is ImportJobState.FAILED
