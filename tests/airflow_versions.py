@@ -137,3 +137,17 @@ def is_task_timeout_escaping_dag_test(error: BaseException) -> bool:
     the task has failed (and after ``on_kill``); Airflow 3 records the failure and returns the run.
     """
     return type(error).__name__ == "AirflowTaskTimeout" and not isinstance(error, Exception)
+
+
+def skip_if_dag_test_cannot_reschedule_twice() -> None:
+    """
+    Airflow 3.0's in-process ``dag.test()`` hands a rescheduled sensor its first reschedule date as a
+    string (``TaskRescheduleStartDate.model_construct`` skips validation; a real worker decodes it), so
+    the sensor base class fails its second check with a TypeError. Real workers are not affected.
+    """
+    from airflow_milvus_import.compat import AIRFLOW_VERSION
+
+    if AIRFLOW_VERSION[:2] == (3, 0):
+        import pytest
+
+        pytest.skip("Airflow 3.0's dag.test() gives a rescheduled sensor a string date (real workers do not)")

@@ -37,7 +37,7 @@ from airflow_milvus_import.exceptions import (
 from airflow_milvus_import.models import ImportJobProgress
 from airflow_milvus_import.sensors.milvus_import import MilvusImportJobSensor
 from airflow_milvus_import.triggers.milvus_import import MilvusImportJobTrigger
-from tests.airflow_versions import without_airflows_mask_requests
+from tests.airflow_versions import skip_if_dag_test_cannot_reschedule_twice, without_airflows_mask_requests
 from tests.conftest import prepare_rows
 
 DESCRIBE = "/v2/vectordb/jobs/import/describe"
@@ -664,6 +664,7 @@ def test_poke_mode_waits_for_a_list_of_jobs(
 def test_reschedule_mode_runs_green_under_dag_test(
     sensor_dags: SensorDags, capfd: pytest.CaptureFixture[str]
 ) -> None:
+    skip_if_dag_test_cannot_reschedule_twice()
     job_id = sensor_dags.create(duration=3)
     outcome = sensor_dags.run("reschedule", job_id, capfd)
     assert outcome.state == "success", outcome.log[-3000:]
@@ -709,6 +710,8 @@ def test_deferred_timeout_is_airflows_sensor_timeout(
 def test_soft_fail_skips_a_timeout_in_every_mode(
     sensor_dags: SensorDags, capfd: pytest.CaptureFixture[str], mode: str
 ) -> None:
+    if mode == "reschedule":
+        skip_if_dag_test_cannot_reschedule_twice()
     job_id = sensor_dags.create(duration=60)
     outcome = sensor_dags.run(f"soft_fail_{mode}", job_id, capfd)
     assert outcome.task_states == {"wait": "skipped", "report": "skipped"}, outcome.log[-3000:]
