@@ -22,6 +22,8 @@ os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
 os.environ.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{_AIRFLOW_HOME / 'airflow.db'}")
 os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(_AIRFLOW_HOME / "dags"))
 os.environ.setdefault("AIRFLOW__LOGGING__BASE_LOG_FOLDER", str(_AIRFLOW_HOME / "logs"))
+# Airflow 3.2's dag.test() starts the in-process execution API, whose lifespan needs a JWT secret
+os.environ.setdefault("AIRFLOW__API_AUTH__JWT_SECRET", "ami-tests-jwt-secret-not-a-credential")
 os.environ.pop("AIRFLOW_CONN_MILVUS_IMPORT_DEFAULT", None)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
