@@ -72,7 +72,22 @@ CONNECTION_FIELD_BEHAVIOUR: dict[str, Any] = {
 
 
 def get_provider_info() -> dict[str, Any]:
-    """Provider metadata read by Airflow's ProvidersManager (entry point ``apache_airflow_provider``)."""
+    """
+    Provider metadata read by Airflow's ProvidersManager (entry point ``apache_airflow_provider``).
+
+    The connection form: Airflow 3.2+ reads ``conn-fields``; 2.11-3.1 ask the hook's
+    ``get_connection_form_widgets`` / ``get_ui_field_behaviour`` for the same fields. The collection URIs'
+    handlers: ``asset-uris`` (3.0+), ``dataset-uris`` on 2.11.
+    """
+    from airflow_milvus_import.compat import HAS_ASSETS
+
+    info = _provider_info()
+    if not HAS_ASSETS:
+        info["dataset-uris"] = info.pop("asset-uris")
+    return info
+
+
+def _provider_info() -> dict[str, Any]:
     return {
         "package-name": "airflow-milvus-import",
         "name": "Milvus Import",

@@ -9,10 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-try:
-    from airflow.sdk.exceptions import AirflowException
-except ImportError:  # Airflow 3.0 / 3.1
-    from airflow.exceptions import AirflowException  # type: ignore[attr-defined,no-redef]
+from airflow.providers.common.compat.sdk import AirflowException
 
 
 class MilvusImportError(AirflowException):

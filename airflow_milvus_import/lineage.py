@@ -224,17 +224,12 @@ def milvus_collection_asset(
     :param extra: the asset's own extra (not the events').
     :raises ValueError: a missing endpoint / cluster id, or a name that is no Milvus name.
     """
-    from airflow.sdk import Asset
+    from airflow_milvus_import.compat import new_asset
 
     ref = collection_ref(
         collection_name, endpoint=endpoint, port=port, cluster_id=cluster_id, db_name=db_name
     )
-    kwargs: dict[str, Any] = {"uri": ref.uri, "name": name or ref.uri}
-    if group:
-        kwargs["group"] = group
-    if extra:
-        kwargs["extra"] = dict(extra)
-    return Asset(**kwargs)
+    return new_asset(ref.uri, name=name or ref.uri, group=group or None, extra=extra)
 
 
 def create_asset(
@@ -394,7 +389,7 @@ def target_from_connection(conn_id: str) -> LineageTarget:
 
     :raises MilvusImportRequestError: a malformed connection; ``ValueError``: a malformed ``bucket_url``.
     """
-    from airflow.sdk import BaseHook
+    from airflow.providers.common.compat.sdk import BaseHook
 
     from airflow_milvus_import.protocol import settings_from_connection
 
@@ -413,7 +408,7 @@ def lineage_target_or_none(conn_id: str, log: Any, *, lacking: str) -> LineageTa
     :param log: the task's logger.
     :param lacking: what will lack the location, for the warning (``"Lineage"``...).
     """
-    from airflow.sdk.exceptions import AirflowNotFoundException
+    from airflow.providers.common.compat.sdk import AirflowNotFoundException
 
     from airflow_milvus_import.exceptions import MilvusImportError
 

@@ -31,7 +31,7 @@ import urllib.parse
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
-from airflow.sdk import BaseOperatorLink
+from airflow.providers.common.compat.sdk import BaseOperatorLink
 
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperator
@@ -212,7 +212,7 @@ def _several_jobs_url(settings: ConnectionSettings, operator: Any, job_ids: list
 
 def _settings(conn_id: str) -> ConnectionSettings:
     """The connection's settings, read from Airflow (never a call to Milvus; the token stays inside)."""
-    from airflow.sdk import BaseHook
+    from airflow.providers.common.compat.sdk import BaseHook
 
     from airflow_milvus_import.protocol import settings_from_connection
 

@@ -27,7 +27,7 @@ import os
 from datetime import datetime
 from typing import Any
 
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.providers.common.compat.sdk import Param, dag, get_current_context, task
 
 from airflow_milvus_import.lineage import milvus_collection_asset
 from airflow_milvus_import.operators.milvus_import import MilvusBulkImportOperator

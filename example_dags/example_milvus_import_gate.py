@@ -22,7 +22,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from airflow.sdk import Param, dag, task
+from airflow.providers.common.compat.sdk import Param, dag, task
 
 from airflow_milvus_import.sensors.milvus_import import MilvusImportJobSensor
 
@@ -51,7 +51,7 @@ def example_milvus_import_gate() -> None:
     @task
     def check_import(progress: dict[str, Any]) -> dict[str, Any]:
         """Fail unless the job imported at least ``min_rows`` rows and every file completed."""
-        from airflow.sdk import get_current_context
+        from airflow.providers.common.compat.sdk import get_current_context
 
         min_rows = int(get_current_context()["params"]["min_rows"])
         files = progress.get("details") or []

@@ -21,7 +21,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.providers.common.compat.sdk import Param, dag, get_current_context, task
 
 from airflow_milvus_import.operators.milvus_import import MilvusBulkImportOperator
 from airflow_milvus_import.sensors.milvus_import import MilvusImportJobSensor

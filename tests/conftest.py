@@ -22,10 +22,139 @@ os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
 os.environ.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{_AIRFLOW_HOME / 'airflow.db'}")
 os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(_AIRFLOW_HOME / "dags"))
 os.environ.setdefault("AIRFLOW__LOGGING__BASE_LOG_FOLDER", str(_AIRFLOW_HOME / "logs"))
+# Airflow 3.2's dag.test() starts the in-process execution API, whose lifespan needs a JWT secret
+os.environ.setdefault("AIRFLOW__API_AUTH__JWT_SECRET", "ami-tests-jwt-secret-not-a-credential")
 os.environ.pop("AIRFLOW_CONN_MILVUS_IMPORT_DEFAULT", None)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SENTINEL_TOKEN = "sentinel-token-7f3a9c-DO-NOT-LEAK"
+
+#: The core suite (``pytest -m core``): what scripts/test-matrix.sh runs on every supported Airflow. The
+#: hook, the wire protocol, the trigger, the sensor (deferrable, poke, reschedule), both operators and the
+#: example DAGs under dag.test(), the local server with pymilvus' own client, the provider registration and
+#: the compatibility layer. The whole suite runs on the newest Airflow.
+CORE_SUITE = frozenset(
+    {
+        "tests/test_compat.py",
+        "tests/test_example_dags.py",
+        "tests/test_hook.py",
+        "tests/test_hook_local_server.py",
+        "tests/test_operators.py",
+        "tests/test_protocol.py",
+        "tests/test_provider.py",
+        "tests/test_sensor.py",
+        "tests/test_trigger.py",
+        "tests/local/test_local_pymilvus.py",
+    }
+)
+
+
+class _CurrentStream:
+    """A stream that writes to whatever ``sys.stdout`` (or ``sys.stderr``) is when it writes."""
+
+    def __init__(self, attribute: str) -> None:
+        self.attribute = attribute
+        self.name = f"<{attribute}>"
+
+    def write(self, text: str) -> int:
+        return int(getattr(sys, self.attribute).write(text))
+
+    def flush(self) -> None:
+        getattr(sys, self.attribute).flush()
+
+
+def _follow_the_current_streams() -> None:
+    import logging
+
+    known = logging.Logger.manager.loggerDict.values()
+    for logger in [logging.getLogger(), *(logger for logger in known if isinstance(logger, logging.Logger))]:
+        for handler in logger.handlers:
+            if not isinstance(handler, logging.StreamHandler) or isinstance(handler, logging.FileHandler):
+                continue
+            if type(handler).__module__.startswith("_pytest") or isinstance(handler.stream, _CurrentStream):
+                continue
+            if isinstance(getattr(type(handler), "stream", None), property):  # follows sys.stdout already
+                continue
+            to_stderr = getattr(handler.stream, "name", "") in ("<stderr>", 2) or handler.stream is sys.stderr
+            # not setStream: it flushes the old stream, which may be a finished test's closed capture
+            handler.stream = _CurrentStream("stderr" if to_stderr else "stdout")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """
+    Airflow 2.11 only: log handlers that write to a console keep the ``sys.stdout`` / ``sys.stderr`` they
+    were created with (``dag.test()`` adds some), so later tests' ``capfd`` / ``capsys`` would see nothing.
+    Make them write to the current streams, which is where Airflow 3 writes task and trigger logs anyway.
+    ``dag.test()`` there also leaves the root logger at WARNING, which would drop the triggers' INFO lines:
+    this package logs at INFO, as on Airflow 3.
+    """
+    if _AIRFLOW_2:
+        import logging
+
+        _follow_the_current_streams()
+        ours = logging.getLogger("airflow_milvus_import")
+        if ours.getEffectiveLevel() > logging.INFO:
+            ours.setLevel(logging.INFO)
+    try:
+        return (yield)
+    finally:
+        if _AIRFLOW_2:
+            _follow_the_current_streams()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _dag_test_prints_task_errors() -> Iterator[None]:
+    """
+    Airflow 3.0 only: ``dag.test()`` there runs a task in-process and keeps its exception in the result
+    without printing it (3.1+ print it). Print the task's own exception as later versions do, so the
+    tests read the same message from the log on every version.
+    """
+    if _AIRFLOW_2 or not _airflow_3_0():
+        yield
+        return
+    import traceback
+
+    from airflow.sdk.execution_time import supervisor
+
+    original = supervisor.run_task_in_process
+
+    def run_and_print_the_error(*args: Any, **kwargs: Any) -> Any:
+        result = original(*args, **kwargs)
+        error = getattr(result, "error", None)
+        if error is not None:
+            sys.stdout.write("".join(traceback.format_exception(error)))
+        return result
+
+    supervisor.run_task_in_process = run_and_print_the_error
+    try:
+        yield
+    finally:
+        supervisor.run_task_in_process = original
+
+
+def _airflow_3_0() -> bool:
+    from airflow_milvus_import.compat import AIRFLOW_VERSION
+
+    return AIRFLOW_VERSION[:2] == (3, 0)
+
+
+def _airflow_2() -> bool:
+    try:
+        import airflow.sdk  # noqa: F401
+    except ImportError:
+        return True
+    return False
+
+
+_AIRFLOW_2 = _airflow_2()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark the tests of the core suite's modules ``core``."""
+    for item in items:
+        if item.path.relative_to(REPO_ROOT).as_posix() in CORE_SUITE:
+            item.add_marker(pytest.mark.core)
 
 
 @pytest.fixture(autouse=True)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from tests.airflow_versions import DAGBAG_IMPORT_SOURCE
 from tests.conftest import REPO_ROOT
 from tests.test_operators import count_rows, run_dag, task_states, use_dags_folder, xcom
 
@@ -49,7 +50,7 @@ def examples(airflow_db: Path, local_server: Any, monkeypatch: pytest.MonkeyPatc
 def test_example_dags_parse_without_errors_and_without_heavy_imports() -> None:
     code = (
         "import sys, json\n"
-        "from airflow.dag_processing.dagbag import DagBag\n"
+        f"{DAGBAG_IMPORT_SOURCE}"
         "before = set(sys.modules)\n"
         f"bag = DagBag(dag_folder={str(EXAMPLE_DAGS)!r})\n"
         "new = set(sys.modules) - before\n"

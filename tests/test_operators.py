@@ -32,6 +32,14 @@ from airflow_milvus_import.operators.milvus_import import (
     parse_states,
     stringify_options,
 )
+from tests.airflow_versions import (
+    dagbag_class,
+    is_task_timeout_escaping_dag_test,
+    latest_dag_run,
+    without_airflows_mask_requests,
+    xcom_model,
+    xcom_value,
+)
 from tests.conftest import SENTINEL_TOKEN
 
 DAGS_FOLDER = Path(__file__).parent / "dags" / "operators"
@@ -234,7 +242,7 @@ def test_operator_arguments_are_checked_when_the_dag_is_parsed() -> None:
 def test_operators_module_imports_no_http_client_hook_trigger_or_models() -> None:
     code = (
         "import sys\n"
-        "from airflow.sdk import BaseOperator, conf\n"
+        "from airflow.providers.common.compat.sdk import BaseOperator, conf\n"
         "before = set(sys.modules)\n"
         "import airflow_milvus_import.operators.milvus_import\n"
         "print(sorted(set(sys.modules) - before))"
@@ -332,9 +340,7 @@ def use_server(monkeypatch: pytest.MonkeyPatch, url: str, **extra: Any) -> None:
 
 
 def run_dag(dag_id: str, conf: dict[str, Any], folder: Path = DAGS_FOLDER) -> Any:
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(folder))
+    bag = dagbag_class()(dag_folder=str(folder))
     assert not bag.import_errors, bag.import_errors
     dag = bag.get_dag(dag_id)
     assert dag is not None, f"no DAG {dag_id} in {folder}"
@@ -354,11 +360,10 @@ def task_states(run: Any) -> dict[tuple[str, int], str]:
 
 
 def xcom(run: Any, task_id: str, key: str = "return_value", map_index: int = -1) -> Any:
-    from airflow.models.xcom import XComModel
-    from airflow.sdk.serde import deserialize
     from airflow.utils.session import create_session
     from sqlalchemy import select
 
+    XComModel = xcom_model()
     with create_session() as session:
         row = session.scalars(
             select(XComModel).where(
@@ -371,7 +376,7 @@ def xcom(run: Any, task_id: str, key: str = "return_value", map_index: int = -1)
         ).first()
         # What a downstream task receives (the Task SDK's serde over the stored JSON), not
         # XComModel.deserialize_value, which re-parses a stored string: "448761313698322011" -> int.
-        return deserialize(row.value) if row is not None else None
+        return xcom_value(row) if row is not None else None
 
 
 def task_rendered_fields(run: Any, task_id: str) -> dict[str, Any]:
@@ -715,11 +720,18 @@ def test_on_kill_aborts_a_two_phase_job(
     collection = new_collection(local_server)
     batches = write_files(local_server, collection, [40])
 
-    run = run_dag(
-        "ami_test_import_killed", {"collection": collection, "files": relative(local_server, batches)}
-    )
-
-    assert str(run.state) == "failed"
+    try:
+        run = run_dag(
+            "ami_test_import_killed", {"collection": collection, "files": relative(local_server, batches)}
+        )
+    except BaseException as error:
+        if not is_task_timeout_escaping_dag_test(error):
+            raise
+        run = latest_dag_run("ami_test_import_killed")
+        assert str(run.state) == "running"  # dag.test() left before it could mark the run
+        assert task_states(run)[("import_files", -1)] == "failed"
+    else:
+        assert str(run.state) == "failed"
     job_id = xcom(run, "import_files", "job_id")
     progress = job_state(local_server.url, job_id)
     assert progress.state is ImportJobState.FAILED
@@ -766,7 +778,7 @@ def test_zilliz_object_urls_with_credentials_from_a_connection_never_leak(
     assert job_id.startswith("job-")
     assert result["state"] == "Completed"
     assert result["imported_rows"] == 25
-    log = logs.text()
+    log = without_airflows_mask_requests(logs.text())
     assert "AKIA-ami-test-access" not in log
     assert SENTINEL_TOKEN not in log
     assert SENTINEL_TOKEN not in json.dumps(result)

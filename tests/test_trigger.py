@@ -41,6 +41,7 @@ from airflow_milvus_import.exceptions import (
 )
 from airflow_milvus_import.models import ImportJobProgress
 from airflow_milvus_import.triggers.milvus_import import MilvusImportJobTrigger
+from tests.airflow_versions import import_string, serde
 from tests.conftest import prepare_rows
 
 TRIGGER_PATH = "airflow_milvus_import.triggers.milvus_import.MilvusImportJobTrigger"
@@ -472,7 +473,7 @@ def test_exception_for_result() -> None:
 
 
 def test_trigger_serializes_every_argument_and_rebuilds_through_airflows_serde() -> None:
-    from airflow.sdk.serde import deserialize, serialize
+    serialize, deserialize = serde()
 
     trigger = MilvusImportJobTrigger(
         ["9", 8, "9"],
@@ -973,8 +974,7 @@ async def test_local_several_jobs_succeed_together(local_jobs: LocalJobs) -> Non
 
 def rebuild(trigger: MilvusImportJobTrigger) -> MilvusImportJobTrigger:
     """What a triggerer restart does: store the serialized kwargs (serde, JSON), import the class, rebuild."""
-    from airflow.sdk._shared.module_loading import import_string
-    from airflow.sdk.serde import deserialize, serialize
+    serialize, deserialize = serde()
 
     classpath, kwargs = trigger.serialize()
     stored = json.dumps(serialize(kwargs))
@@ -1044,7 +1044,7 @@ async def test_zilliz_cloud_flavour(
 
 
 def test_new_arguments_serialize_only_when_set_and_round_trip() -> None:
-    from airflow.sdk.serde import deserialize, serialize
+    serialize, deserialize = serde()
 
     trigger = MilvusImportJobTrigger(
         "9", poll_interval=2, max_poll_interval=120, abort_on_kill=True, end_time=1_900_000_000.0

@@ -15,8 +15,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import tenacity
+from airflow.providers.common.compat.sdk import BaseHook
 
-from airflow_milvus_import import polling, protocol
+from airflow_milvus_import import compat, polling, protocol
 from airflow_milvus_import.exceptions import (
     MilvusImportConnectionError,
     MilvusImportError,
@@ -26,11 +27,6 @@ from airflow_milvus_import.exceptions import (
     MilvusImportRouteNotFoundError,
 )
 from airflow_milvus_import.models import ImportJobProgress, ImportJobSummary
-
-try:
-    from airflow.sdk import BaseHook
-except ImportError:  # pragma: no cover - Airflow < 3.0 layout
-    from airflow.hooks.base import BaseHook  # type: ignore[no-redef,attr-defined]
 
 if TYPE_CHECKING:
     import httpx
@@ -45,40 +41,16 @@ _READ_CHUNK = 64 * 1024
 _X509_NAME_MISMATCH_CODES = frozenset({62, 64})
 
 
-def _mask_function() -> Any:
-    """Airflow's ``mask_secret`` (its home moved between 3.0 and 3.3)."""
-    try:
-        from airflow.sdk.log import mask_secret
-
-        return mask_secret
-    except ImportError:  # pragma: no cover - Airflow 3.0
-        pass
-    try:  # pragma: no cover - Airflow 3.0
-        from airflow.sdk.execution_time.secrets_masker import mask_secret as sdk_mask_secret
-
-        return sdk_mask_secret
-    except ImportError:  # pragma: no cover
-        from airflow.utils.log.secrets_masker import mask_secret as core_mask_secret
-
-        return core_mask_secret
-
-
 def _mask(secrets: Iterable[str]) -> None:
-    mask_secret = _mask_function()
     for secret in secrets:
         if secret:
-            mask_secret(secret)
+            compat.mask_secret(secret)
 
 
 async def _amask(secrets: Iterable[str]) -> None:
-    try:
-        from airflow.sdk.log import amask_secret
-    except ImportError:  # pragma: no cover - before Airflow 3.2
-        _mask(secrets)
-        return
     for secret in secrets:
         if secret:
-            await amask_secret(secret)
+            await compat.amask_secret(secret)
 
 
 def _extra_of(conn: Any) -> dict[str, Any]:
@@ -411,13 +383,7 @@ class MilvusImportHook(BaseHook):
     async def aget_settings(self) -> ConnectionSettings:
         """:meth:`get_settings` without blocking the event loop (``await BaseHook.aget_connection``)."""
         if self._settings is None:
-            aget_connection = getattr(self, "aget_connection", None)
-            if aget_connection is not None:
-                conn = await aget_connection(self.milvus_import_conn_id)
-            else:  # pragma: no cover - Airflow 3.0 without aget_connection
-                from asgiref.sync import sync_to_async
-
-                conn = await sync_to_async(self.get_connection)(self.milvus_import_conn_id)
+            conn = await compat.aget_connection(self, self.milvus_import_conn_id)
             settings = self._settings_from(conn)
             await _amask(settings.secrets)
             if isinstance(settings.verify, str):

@@ -26,10 +26,10 @@ DEFAULT_MILVUS_URI = "http://127.0.0.1:19531"
 
 def setting(name: str, default: str) -> str:
     """An Airflow Variable, or ``default`` when it is unset or empty."""
-    from airflow.sdk import Variable
+    from airflow.providers.common.compat.sdk import Variable
 
     # default=None, then the fallback: Variable.get would register a default as a secret to mask.
-    value = Variable.get(name, default=None)
+    value = Variable.get(name, None)  # positional: `default` on 3.x, `default_var` on 2.11
     return str(value) if value else default
 
 

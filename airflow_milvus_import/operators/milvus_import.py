@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, cast
 
-from airflow.sdk import BaseOperator, conf
+from airflow.providers.common.compat.sdk import BaseOperator, conf
 
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperatorLink, Context
@@ -673,8 +673,12 @@ class MilvusBulkImportOperator(BaseOperator):
         return cast("dict[str, Any]", result.xcom_value(single=True))
 
     def _defer(self, job_id: str, end_time: float) -> None:
+        from airflow_milvus_import import compat
         from airflow_milvus_import._waiting import format_duration
         from airflow_milvus_import.triggers.milvus_import import MilvusImportJobTrigger
+
+        if self._two_phase and not compat.HAS_TRIGGER_ON_KILL:
+            compat.log_unavailable_once("trigger on_kill", self.log)
 
         self.log.info(
             "Deferring: the triggerer polls import job %s every %s until it ends (deadline in %s)",
@@ -742,8 +746,9 @@ class MilvusBulkImportOperator(BaseOperator):
         outlets = list(self.outlets or [])
         if not outlets or self._lineage_target is None:
             return
-        from airflow.sdk import Asset, AssetAlias
+        from airflow.providers.common.compat.sdk import AssetAlias
 
+        from airflow_milvus_import.compat import new_asset
         from airflow_milvus_import.lineage import asset_event_extra, is_collection_asset, parse_collection_uri
 
         target = self._lineage_target
@@ -760,7 +765,7 @@ class MilvusBulkImportOperator(BaseOperator):
         for outlet in outlets:
             if isinstance(outlet, AssetAlias):
                 try:
-                    asset = Asset(uri=collection.uri, name=collection.uri)
+                    asset = new_asset(collection.uri, name=collection.uri)
                 except ValueError as error:
                     self.log.warning("Cannot add collection %r to %s: %s", collection.uri, outlet, error)
                     continue
@@ -887,9 +892,9 @@ class MilvusBulkImportOperator(BaseOperator):
     def _storage_credentials(self) -> dict[str, str] | None:
         if not self.storage_conn_id:
             return None
-        from airflow.sdk import BaseHook
-        from airflow.sdk.log import mask_secret
+        from airflow.providers.common.compat.sdk import BaseHook
 
+        from airflow_milvus_import.compat import mask_secret
         from airflow_milvus_import.exceptions import MilvusImportRequestError
 
         connection = BaseHook.get_connection(self.storage_conn_id)

@@ -6,8 +6,13 @@ import time
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseSensorOperator, PokeReturnValue
-from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException
+from airflow.providers.common.compat.sdk import (
+    AirflowSensorTimeout,
+    AirflowSkipException,
+    BaseSensorOperator,
+    PokeReturnValue,
+    conf,
+)
 
 from airflow_milvus_import._waiting import (
     DEFAULT_ERROR_TOLERANCE_SECONDS,
@@ -23,11 +28,6 @@ from airflow_milvus_import._waiting import (
     parse_error_tolerance,
 )
 from airflow_milvus_import.exceptions import MilvusImportError
-
-try:
-    from airflow.sdk import conf
-except ImportError:  # Airflow 3.0
-    from airflow.configuration import conf  # type: ignore[assignment]
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from airflow.sdk import DAG, get_current_context, task
+from airflow.providers.common.compat.sdk import DAG, get_current_context, task
 
 from airflow_milvus_import.operators.milvus_import import (
     MilvusBulkImportOperator,
