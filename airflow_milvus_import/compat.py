@@ -122,7 +122,8 @@ _FEATURES: dict[str, tuple[str, str]] = {
     "declarative connection form": ("3.2", "the form's extra fields come from get_connection_form_widgets"),
     "task state store": (
         "3.3",
-        "nothing is kept in the task state store between tries: the job id is read back from XCom",
+        "a retried import finds its earlier try's job through list (same collection and files, created "
+        "since the DAG run started) instead of the task state store",
     ),
     "trigger on_kill": (
         "3.3",
@@ -177,14 +178,19 @@ def log_unavailable_once(feature: str, logger: logging.Logger | Any) -> bool:
 def get_task_state_store(context: Mapping[str, Any] | Any) -> Any | None:
     """
     The task state store of a running task (``context["task_state_store"]``, Airflow 3.3+), or ``None``
-    where this Airflow has none; callers then keep what they need elsewhere (XCom).
+    where this Airflow (or this context) has none; callers then fall back (the import operator looks for
+    the earlier try's job through ``list``).
 
     :param context: the task's context
     """
     getter = getattr(context, "get", None)
     if getter is None:
         return None
-    return getter("task_state_store")
+    try:
+        store = getter("task_state_store")
+    except Exception:
+        return None
+    return store if store is not None and callable(getattr(store, "get", None)) else None
 
 
 def base_event_trigger_class() -> type[BaseTrigger]:

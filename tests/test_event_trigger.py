@@ -14,6 +14,7 @@ from conftest import SENTINEL_TOKEN, prepare_rows
 from jinja2 import Environment
 
 from airflow_milvus_import import import_events
+from airflow_milvus_import.compat import FeatureUnavailableError
 from airflow_milvus_import.hooks.milvus_import import MilvusImportHook
 from airflow_milvus_import.triggers import milvus_import_event
 from airflow_milvus_import.triggers.milvus_import_event import (
@@ -172,7 +173,7 @@ def test_without_event_driven_scheduling_it_names_the_version_it_needs(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(milvus_import_event, "EVENT_DRIVEN_SCHEDULING", False)
-    with pytest.raises(RuntimeError, match=r"needs Airflow 3\.0 or newer .*AssetWatcher"):
+    with pytest.raises(FeatureUnavailableError, match=r"needs Airflow 3\.0 or newer .*AssetWatcher"):
         MilvusImportJobEventTrigger(collection_name="books")
 
 

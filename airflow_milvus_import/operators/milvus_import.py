@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 from airflow.providers.common.compat.sdk import BaseOperator, conf
 
+from airflow_milvus_import.compat import get_task_state_store, log_unavailable_once
+
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperatorLink, Context
 
@@ -188,19 +190,8 @@ def _is_two_phase(options: Mapping[str, str]) -> bool:
     return options.get("auto_commit", "").strip().lower() == "false"
 
 
-def task_state_store_of(context: Context | Mapping[str, Any]) -> Any | None:
-    """
-    The running task instance's task state store (``context["task_state_store"]``, Airflow 3.3+), or None
-    on an Airflow that has none. (One place to ask, so the compatibility layer can take it over.)
-    """
-    getter = getattr(context, "get", None)
-    if getter is None:
-        return None
-    try:
-        store = getter("task_state_store")
-    except Exception:
-        return None
-    return store if store is not None and callable(getattr(store, "get", None)) else None
+#: the old name of :func:`airflow_milvus_import.compat.get_task_state_store`
+task_state_store_of = get_task_state_store
 
 
 def import_request_fingerprint(
@@ -563,6 +554,7 @@ class MilvusBulkImportOperator(BaseOperator):
         try_number = getattr(ti, "try_number", None)
         if not isinstance(try_number, int) or try_number <= 1:
             return None
+        log_unavailable_once("task state store", self.log)
         dag_run = context.get("dag_run")
         run_start = getattr(dag_run, "start_date", None)
         wanted = {path for batch in (self._sent_files or []) for path in batch}

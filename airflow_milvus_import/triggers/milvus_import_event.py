@@ -14,19 +14,17 @@ import weakref
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
-from airflow_milvus_import import import_events
+from airflow.triggers.base import TriggerEvent
+
+from airflow_milvus_import import compat, import_events
 from airflow_milvus_import.models import ImportJobState
 
-try:  # Airflow 3.0+: event-driven scheduling
+#: whether this Airflow has event-driven scheduling (AssetWatcher, BaseEventTrigger: 3.0+)
+EVENT_DRIVEN_SCHEDULING: bool = compat.HAS_EVENT_TRIGGERS
+if TYPE_CHECKING:
     from airflow.triggers.base import BaseEventTrigger as _TriggerBase
-    from airflow.triggers.base import TriggerEvent
-
-    EVENT_DRIVEN_SCHEDULING: bool = True
-except ImportError:  # Airflow 2: importing works; creating the trigger says what it needs
-    from airflow.triggers.base import BaseTrigger as _TriggerBase  # type: ignore[assignment]
-    from airflow.triggers.base import TriggerEvent
-
-    EVENT_DRIVEN_SCHEDULING = False
+else:
+    _TriggerBase = compat.base_event_trigger_class()  # BaseTrigger on Airflow 2.11
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterable, Sequence
@@ -49,13 +47,9 @@ VANISHED_AFTER_LISTS: Final = 3
 
 def _require_event_driven_scheduling() -> None:
     if not EVENT_DRIVEN_SCHEDULING:
-        import airflow
-
-        version = getattr(airflow, "__version__", "unknown")
-        raise RuntimeError(
-            "MilvusImportJobEventTrigger needs Airflow 3.0 or newer (event-driven scheduling with "
-            f"AssetWatcher and BaseEventTrigger); this is Airflow {version}. On older "
-            "versions wait for known job ids with MilvusImportJobSensor instead."
+        raise compat.FeatureUnavailableError(
+            "MilvusImportJobEventTrigger needs Airflow 3.0 or newer (AssetWatcher and BaseEventTrigger). "
+            + compat.unavailable_message("asset watchers")
         )
 
 
