@@ -10,7 +10,6 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from conftest import SENTINEL_TOKEN, prepare_rows
 from jinja2 import Environment
 
 from airflow_milvus_import import import_events
@@ -22,6 +21,7 @@ from airflow_milvus_import.triggers.milvus_import_event import (
     MilvusImportJobEventTrigger,
     active_feeds,
 )
+from tests.conftest import SENTINEL_TOKEN, prepare_rows
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
