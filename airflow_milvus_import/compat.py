@@ -187,10 +187,9 @@ def get_task_state_store(context: Mapping[str, Any] | Any) -> Any | None:
     if getter is None:
         return None
     try:
-        store = getter("task_state_store")
+        return getter("task_state_store")
     except Exception:
         return None
-    return store if store is not None and callable(getattr(store, "get", None)) else None
 
 
 def base_event_trigger_class() -> type[BaseTrigger]:

@@ -28,8 +28,7 @@ import os
 from datetime import datetime
 from typing import Any
 
-from airflow.sdk import Asset, AssetWatcher, dag, get_current_context, task
-
+from airflow_milvus_import.compat import HAS_EVENT_TRIGGERS
 from airflow_milvus_import.lineage import milvus_collection_asset
 from airflow_milvus_import.sensors.milvus_import import (
     JOB_IDS_FROM_TRIGGERING_ASSET_EVENTS,
@@ -37,59 +36,61 @@ from airflow_milvus_import.sensors.milvus_import import (
 )
 from airflow_milvus_import.triggers.milvus_import_event import MilvusImportJobEventTrigger
 
-ENDPOINT = os.environ.get("MILVUS_IMPORT_EXAMPLE_ENDPOINT", "http://127.0.0.1:19530")
-COLLECTION = "example_event_books"
-_BOOKS = milvus_collection_asset(COLLECTION, endpoint=ENDPOINT)
-BOOKS = Asset(
-    name=_BOOKS.name,
-    uri=_BOOKS.uri,
-    watchers=[
-        AssetWatcher(
-            name="example_event_books_imports",
-            trigger=MilvusImportJobEventTrigger(collection_name=COLLECTION, states=["Completed"]),
-        )
-    ],
-)
+# Event-driven scheduling is Airflow 3.0+: on 2.11 this file defines no DAG (and raises no import error).
+if HAS_EVENT_TRIGGERS:
+    from airflow.sdk import Asset, AssetWatcher, dag, get_current_context, task
 
-
-@dag(
-    dag_id="example_milvus_import_event_driven",
-    schedule=[BOOKS],
-    start_date=datetime(2025, 1, 1),
-    catchup=False,
-    tags=["example", "milvus", "milvus-import", "assets", "event-driven"],
-    doc_md=__doc__,
-)
-def example_milvus_import_event_driven() -> None:
-    wait_for_imports = MilvusImportJobSensor(
-        task_id="wait_for_imports",
-        job_id=JOB_IDS_FROM_TRIGGERING_ASSET_EVENTS,
-        deferrable=True,
-        poll_interval=5,
-        timeout=60 * 60,
+    ENDPOINT = os.environ.get("MILVUS_IMPORT_EXAMPLE_ENDPOINT", "http://127.0.0.1:19530")
+    COLLECTION = "example_event_books"
+    _BOOKS = milvus_collection_asset(COLLECTION, endpoint=ENDPOINT)
+    BOOKS = Asset(
+        name=_BOOKS.name,
+        uri=_BOOKS.uri,
+        watchers=[
+            AssetWatcher(
+                name="example_event_books_imports",
+                trigger=MilvusImportJobEventTrigger(collection_name=COLLECTION, states=["Completed"]),
+            )
+        ],
     )
 
-    @task
-    def evaluate(jobs: list[dict[str, Any]]) -> dict[str, Any]:
-        """The downstream work (a stand-in): what the imports that started this run brought."""
-        payloads = [
-            event.extra.get("payload") or {}
-            for events in get_current_context()["triggering_asset_events"].values()
-            for event in events
-        ]
-        summary = {
-            "collection": COLLECTION,
-            "jobs": [job["job_id"] for job in jobs],
-            "rows": sum(job["imported_rows"] for job in jobs),
-            "states": sorted({str(payload.get("state")) for payload in payloads}),
-        }
-        print(
-            f"Collection {COLLECTION!r}: import job(s) {', '.join(summary['jobs'])} brought "
-            f"{summary['rows']:,} rows: evaluating"
+    @dag(
+        dag_id="example_milvus_import_event_driven",
+        schedule=[BOOKS],
+        start_date=datetime(2025, 1, 1),
+        catchup=False,
+        tags=["example", "milvus", "milvus-import", "assets", "event-driven"],
+        doc_md=__doc__,
+    )
+    def example_milvus_import_event_driven() -> None:
+        wait_for_imports = MilvusImportJobSensor(
+            task_id="wait_for_imports",
+            job_id=JOB_IDS_FROM_TRIGGERING_ASSET_EVENTS,
+            deferrable=True,
+            poll_interval=5,
+            timeout=60 * 60,
         )
-        return summary
 
-    evaluate(wait_for_imports.output)
+        @task
+        def evaluate(jobs: list[dict[str, Any]]) -> dict[str, Any]:
+            """The downstream work (a stand-in): what the imports that started this run brought."""
+            payloads = [
+                event.extra.get("payload") or {}
+                for events in get_current_context()["triggering_asset_events"].values()
+                for event in events
+            ]
+            summary = {
+                "collection": COLLECTION,
+                "jobs": [job["job_id"] for job in jobs],
+                "rows": sum(job["imported_rows"] for job in jobs),
+                "states": sorted({str(payload.get("state")) for payload in payloads}),
+            }
+            print(
+                f"Collection {COLLECTION!r}: import job(s) {', '.join(summary['jobs'])} brought "
+                f"{summary['rows']:,} rows: evaluating"
+            )
+            return summary
 
+        evaluate(wait_for_imports.output)
 
-example_milvus_import_event_driven()
+    example_milvus_import_event_driven()

@@ -279,7 +279,8 @@ def test_modules_load_no_openlineage_http_client_or_hook() -> None:
     # What Airflow itself loads is not ours to count: compare with the Task SDK's own classes loaded.
     code = (
         "import sys\n"
-        "from airflow.sdk import BaseOperator, BaseOperatorLink, BaseSensorOperator, conf\n"
+        "from airflow.providers.common.compat.sdk import (\n"
+        "    BaseOperator, BaseOperatorLink, BaseSensorOperator, conf)\n"
         "before = set(sys.modules)\n"
         "import airflow_milvus_import.operators.milvus_import, airflow_milvus_import.sensors.milvus_import\n"
         "import airflow_milvus_import.lineage, airflow_milvus_import.links\n"

@@ -520,8 +520,9 @@ def test_trigger_defaults() -> None:
 def test_error_tolerance_travels_in_the_serialized_trigger_and_old_forms_get_the_default() -> None:
     from datetime import timedelta
 
-    from airflow.sdk.serde import deserialize, serialize
+    from tests.airflow_versions import serde
 
+    serialize, deserialize = serde()
     trigger = MilvusImportJobTrigger("1", error_tolerance=timedelta(minutes=2))
     classpath, kwargs = trigger.serialize()
     assert kwargs["error_tolerance"] == 120.0

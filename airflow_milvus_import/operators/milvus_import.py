@@ -27,8 +27,6 @@ from typing import TYPE_CHECKING, Any, cast
 
 from airflow.providers.common.compat.sdk import BaseOperator, conf
 
-from airflow_milvus_import.compat import get_task_state_store, log_unavailable_once
-
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperatorLink, Context
 
@@ -190,8 +188,11 @@ def _is_two_phase(options: Mapping[str, str]) -> bool:
     return options.get("auto_commit", "").strip().lower() == "false"
 
 
-#: the old name of :func:`airflow_milvus_import.compat.get_task_state_store`
-task_state_store_of = get_task_state_store
+def task_state_store_of(context: Context | Mapping[str, Any]) -> Any | None:
+    """The running task's task state store, or None (see ``compat.get_task_state_store``)."""
+    from airflow_milvus_import.compat import get_task_state_store
+
+    return get_task_state_store(context)
 
 
 def import_request_fingerprint(
@@ -554,6 +555,8 @@ class MilvusBulkImportOperator(BaseOperator):
         try_number = getattr(ti, "try_number", None)
         if not isinstance(try_number, int) or try_number <= 1:
             return None
+        from airflow_milvus_import.compat import log_unavailable_once
+
         log_unavailable_once("task state store", self.log)
         dag_run = context.get("dag_run")
         run_start = getattr(dag_run, "start_date", None)
@@ -568,7 +571,8 @@ class MilvusBulkImportOperator(BaseOperator):
             return None
         from airflow_milvus_import.models import ImportJobState
 
-        since = run_start.timestamp()
+        # Servers give createTime to the second: a job created in the run's first second is the run's.
+        since = math.floor(run_start.timestamp())
         candidates = [
             job
             for job in _newest_first(hook.list_import_jobs(self.collection_name, db_name=self.db_name))
