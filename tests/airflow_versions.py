@@ -151,3 +151,17 @@ def skip_if_dag_test_cannot_reschedule_twice() -> None:
         import pytest
 
         pytest.skip("Airflow 3.0's dag.test() gives a rescheduled sensor a string date (real workers do not)")
+
+
+def skip_if_dag_test_resumes_a_retry_into_the_old_event(deferrable: bool) -> None:
+    """
+    Airflow 3.0's in-process ``dag.test()`` starts the retry of a task that failed after deferring in its
+    ``execute_complete`` again, with the previous try's trigger event (seen: try 2 re-raised try 1's
+    timeout without running ``execute``). Not checked on a real 3.0 scheduler and worker.
+    """
+    from airflow_milvus_import.compat import AIRFLOW_VERSION
+
+    if deferrable and AIRFLOW_VERSION[:2] == (3, 0):
+        import pytest
+
+        pytest.skip("Airflow 3.0's dag.test() resumes a deferred task's retry into the old trigger event")
