@@ -854,7 +854,8 @@ def listed_jobs(local_server: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str,
         # Servers give create times in whole seconds: start the next job in a later second.
         time.sleep(1.05 - time.time() % 1)
         since = datetime.now(timezone.utc)
-        running = hook.create_import_job(collection, [batches[2]], options={"local.duration": "600"})
+        # a day long: its progress stays put while the listing tasks compare what they saw
+        running = hook.create_import_job(collection, [batches[2]], options={"local.duration": "86400"})
     return {
         "collection": collection,
         "first": first,
