@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Run the core test suite on one supported Airflow version, in its own virtualenv in the checkout.
 # Usage: bash scripts/test-matrix.sh VERSION [pytest args...]     VERSION: 2.11, 3.0, 3.1, 3.2 or 3.3
-#        bash scripts/test-matrix.sh all                           every version, one after the other
+#        bash scripts/test-matrix.sh all [pytest args...]          every version, AMI_MATRIX_LANES (default 2)
+#                                                                  at a time, each version's output printed
+#                                                                  whole when it ends
+#        bash scripts/test-matrix.sh install VERSION|all          only create/refresh the virtualenvs
 # The virtualenv is .venv-airflow-VERSION/ (reused while pyproject.toml, the version's pin file and this
-# script are unchanged); the pins are constraints/airflow-VERSION.txt (the Airflow release itself first,
+# script's install steps are unchanged); the pins are constraints/airflow-VERSION.txt (the Airflow release itself first,
 # then each pin that release needs, with the reason). Prints one summary line per version:
 #   matrix: airflow 3.1 (apache-airflow 3.1.8, Python 3.11.7): PASSED in 212s (install 95s, tests 117s)
 # Exits non-zero when any version fails, including pytest's exit 5 (nothing collected).
@@ -39,11 +42,11 @@ find_python() {
   return 1
 }
 
-run_version() {
-  local version=$1; shift
+# Create (or reuse) .venv-airflow-VERSION; returns non-zero with a "matrix: ... FAILED" line on failure.
+ensure_venv() {
+  local version=$1
   local pins="constraints/airflow-$version.txt" venv="$repo_root/.venv-airflow-$version"
-  local minor python_bin started install_done finished rc=0
-  started=$(date +%s)
+  local minor python_bin rc=0
   if [ ! -f "$pins" ]; then
     echo "matrix: airflow $version: FAILED: unknown version (no $pins; supported: ${versions_all[*]})"; return 2
   fi
@@ -52,7 +55,8 @@ run_version() {
     echo "matrix: airflow $version: FAILED: python$minor not found"; return 2
   fi
   local stamp_value
-  stamp_value="$(cat pyproject.toml "$pins" scripts/test-matrix.sh | sha256sum | cut -c1-16) $python_bin"
+  # what the virtualenv is made of: the project's metadata, the pins, and this function's install steps
+  stamp_value="$({ cat pyproject.toml "$pins"; declare -f ensure_venv; } | sha256sum | cut -c1-16) $python_bin"
   if [ "$(cat "$venv/.ami-matrix-installed" 2>/dev/null || true)" != "$stamp_value" ]; then
     echo "==> airflow $version: creating $venv with $python_bin and installing (a few minutes)"
     rm -rf "$venv"
@@ -74,6 +78,14 @@ run_version() {
   else
     echo "==> airflow $version: reusing $venv"
   fi
+}
+
+run_version() {
+  local version=$1; shift
+  local venv="$repo_root/.venv-airflow-$version"
+  local started install_done finished rc=0
+  started=$(date +%s)
+  ensure_venv "$version" || return $?
   install_done=$(date +%s)
   local airflow_version python_version
   airflow_version=$("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("apache-airflow"))')
@@ -83,7 +95,7 @@ run_version() {
   local selection=(-m core)
   [ $# -gt 0 ] && selection=("$@")
   ( export PATH="$venv/bin:$PATH" VIRTUAL_ENV="$venv"; unset PYTHONPATH
-    "$venv/bin/python" -m pytest -p no:cacheprovider "${selection[@]}" ) || rc=$?
+    "$venv/bin/python" -m pytest -p no:cacheprovider --durations=10 "${selection[@]}" ) || rc=$?
   finished=$(date +%s)
   local outcome=PASSED
   [ $rc -ne 0 ] && outcome="FAILED (pytest exit $rc)"
@@ -97,17 +109,42 @@ if [ $# -lt 1 ]; then
   exit 2
 fi
 target=$1; shift
+if [ "$target" = install ]; then
+  [ $# -eq 1 ] || { echo "usage: bash scripts/test-matrix.sh install VERSION|all" >&2; exit 2; }
+  targets=("$1"); [ "$1" = all ] && targets=("${versions_all[@]}")
+  failed=0
+  for version in "${targets[@]}"; do ensure_venv "$version" || failed=1; done
+  exit $failed
+fi
 if [ "$target" = all ]; then
-  summary=() failed=0
-  for version in "${versions_all[@]}"; do
-    log=$(mktemp)
-    run_version "$version" "$@" 2>&1 | tee "$log"
-    status=${PIPESTATUS[0]}
-    summary+=("$(grep '^matrix: ' "$log" | tail -n1)")
-    rm -f "$log"
-    [ "$status" -ne 0 ] && failed=1
+  lanes=${AMI_MATRIX_LANES:-2}
+  logs_dir=$(mktemp -d)
+  trap 'rm -rf "$logs_dir"' EXIT
+  # the slowest versions first, so the lanes end close together
+  order=(3.2 3.1 3.0 2.11 3.3)
+  running=0 failed=0
+  finish_one() {
+    local done_version status
+    wait -n -p done_pid || true
+    for done_version in "${order[@]}"; do
+      if [ "$(cat "$logs_dir/$done_version.pid" 2>/dev/null)" = "$done_pid" ]; then
+        status=$(cat "$logs_dir/$done_version.rc" 2>/dev/null || echo 1)
+        cat "$logs_dir/$done_version.log"
+        [ "$status" -ne 0 ] && failed=1
+        rm -f "$logs_dir/$done_version.pid"
+      fi
+    done
+    running=$((running - 1))
+  }
+  for version in "${order[@]}"; do
+    [ "$running" -ge "$lanes" ] && finish_one
+    ( run_version "$version" "$@" > "$logs_dir/$version.log" 2>&1; echo $? > "$logs_dir/$version.rc" ) &
+    echo $! > "$logs_dir/$version.pid"
+    echo "==> airflow $version: started (output follows when it ends)"
+    running=$((running + 1))
   done
-  printf '%s\n' "${summary[@]}"
+  while [ "$running" -gt 0 ]; do finish_one; done
+  for version in "${versions_all[@]}"; do grep '^matrix: ' "$logs_dir/$version.log" | tail -n1; done
   exit $failed
 fi
 run_version "$target" "$@"

@@ -639,7 +639,9 @@ def sensor_dags(dags_folder: Path, local_server: Any) -> Iterator[SensorDags]:
 def test_deferrable_mode_runs_green_under_dag_test(
     sensor_dags: SensorDags, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    job_id = sensor_dags.create(duration=3)  # long enough to be running when the sensor first looks
+    # long enough to be running when the sensor first looks, even on a loaded machine (CI saw a dag.test()
+    # start take over 3 s, and the sensor rightly found the job done without deferring)
+    job_id = sensor_dags.create(duration=10)
     outcome = sensor_dags.run("deferrable", job_id, capfd)
     assert outcome.state == "success", outcome.log[-3000:]
     assert outcome.task_states == {"wait": "success", "report": "success"}
@@ -676,7 +678,7 @@ def test_reschedule_mode_runs_green_under_dag_test(
     sensor_dags: SensorDags, capfd: pytest.CaptureFixture[str]
 ) -> None:
     skip_if_dag_test_cannot_reschedule_twice()
-    job_id = sensor_dags.create(duration=3)
+    job_id = sensor_dags.create(duration=10)  # still running at the first check on a loaded machine
     outcome = sensor_dags.run("reschedule", job_id, capfd)
     assert outcome.state == "success", outcome.log[-3000:]
     assert outcome.xcoms["wait"]["state"] == "Completed"
