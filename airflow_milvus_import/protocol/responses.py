@@ -132,6 +132,7 @@ class _ErrorRule:
     what_for_job: str | None = None
 
     def matches(self, code: int | None, http_status: int, text: str) -> bool:
+        """Whether an answer with ``code`` (None: none), ``http_status`` and lowercase ``text`` matches."""
         if self.only_codes is not None and code not in self.only_codes:
             return False
         return (
