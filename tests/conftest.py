@@ -71,12 +71,15 @@ CORE_SUITE = frozenset(
         "tests/test_hook_local_server.py",
         "tests/test_operator_retries.py",
         "tests/test_operators.py",
-        "tests/test_protocol.py",
         "tests/test_provider.py",
         "tests/test_round2.py",
         "tests/test_sensor.py",
         "tests/test_trigger.py",
         "tests/local/test_local_pymilvus.py",
+        "tests/unit/protocol/test_paging.py",
+        "tests/unit/protocol/test_requests.py",
+        "tests/unit/protocol/test_responses.py",
+        "tests/unit/protocol/test_settings.py",
     }
 )
 
