@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import tenacity
 from airflow.providers.common.compat.sdk import BaseHook
 
-from airflow_milvus_import import compat, polling, protocol
+from airflow_milvus_import import compat, protocol, transport
 from airflow_milvus_import.exceptions import (
     MilvusImportConnectionError,
     MilvusImportError,
@@ -231,7 +231,7 @@ class MilvusImportHook(BaseHook):
     Airflow's secrets masker and never appears in a repr, a log line or an exception message.
 
     Every request, sync or async, first takes a token from its endpoint's rate budget
-    (:class:`~airflow_milvus_import.polling.RateBudget`), shared by every hook and trigger of the process:
+    (:class:`~airflow_milvus_import.transport.RateBudget`), shared by every hook and trigger of the process:
     10 requests/s on Zilliz Cloud and no limit on self-hosted Milvus unless the connection's extra
     ``rate_limit`` says otherwise (``0`` or ``"none"``: no limit). A rate-limited answer (429, honouring
     ``Retry-After``) pauses the whole budget. Async callers wait without blocking the event loop.
@@ -281,7 +281,7 @@ class MilvusImportHook(BaseHook):
         if retry_after_cap is not None:
             self.retry_after_cap = retry_after_cap
         self._settings: ConnectionSettings | None = None
-        self._rate_budget: polling.RateBudget | None = None
+        self._rate_budget: transport.RateBudget | None = None
         self._progress_route: str | None = None
         self._session: requests.Session | None = None
         self._session_environment: dict[str, tuple[dict[str, str], bool | str]] = {}
@@ -392,28 +392,24 @@ class MilvusImportHook(BaseHook):
             self._settings = settings
         return self._settings
 
-    def _adopt_settings(self, settings: ConnectionSettings) -> None:
-        """Use settings already read (the shared poller reads a connection once for many triggers)."""
-        self._settings = settings
-        self._rate_budget = None
-
     def use_settings(self, settings: ConnectionSettings) -> None:
         """
         Use connection settings already read instead of reading the connection (the shared poller reads
         a connection once for many triggers, and makes single-attempt calls, retrying them itself).
         """
-        self._adopt_settings(settings)
+        self._settings = settings
+        self._rate_budget = None
 
-    def _budget(self, settings: ConnectionSettings) -> polling.RateBudget:
+    def _budget(self, settings: ConnectionSettings) -> transport.RateBudget:
         """The rate budget of the endpoint (process-wide; looked up once per hook)."""
         if self._rate_budget is None:
-            self._rate_budget = polling.rate_budget_for(settings)
+            self._rate_budget = transport.rate_budget_for(settings)
         return self._rate_budget
 
     def _rate_limited(self, settings: ConnectionSettings, error: MilvusImportRateLimitError) -> None:
         """Pause the endpoint's budget for every caller of the process: the server said slow down."""
-        asked = error.retry_after if error.retry_after is not None else polling.DEFAULT_PAUSE_SECONDS
-        pause = min(asked, self.retry_after_cap, polling.SHARED_PAUSE_CAP_SECONDS)
+        asked = error.retry_after if error.retry_after is not None else transport.DEFAULT_PAUSE_SECONDS
+        pause = min(asked, self.retry_after_cap, transport.SHARED_PAUSE_CAP_SECONDS)
         if pause > 0:
             self._budget(settings).pause(pause)
             self.log.warning(
@@ -498,7 +494,7 @@ class MilvusImportHook(BaseHook):
 
         session = self._get_session()
         proxies, verify = self._environment(settings)
-        self._budget(settings).acquire(not_after=polling.request_not_after())
+        self._budget(settings).acquire(not_after=transport.request_not_after())
         failure: BaseException | None = None
         status = 0
         headers: Mapping[str, str] = {}
@@ -610,7 +606,7 @@ class MilvusImportHook(BaseHook):
         import httpx
 
         client = await self._aget_async_client(settings)
-        await self._budget(settings).aacquire(not_after=polling.request_not_after())
+        await self._budget(settings).aacquire(not_after=transport.request_not_after())
         failure: BaseException | None = None
         status = 0
         headers: Mapping[str, str] = {}
@@ -838,11 +834,24 @@ class MilvusImportHook(BaseHook):
         self, collection_name: str | None = None, *, db_name: str | None = None
     ) -> list[ImportJobSummary]:
         """The async twin of :meth:`list_import_jobs`."""
-        settings = await self.aget_settings()
-        pager = protocol.ListPager(settings, collection_name, db_name=db_name)
-        while (request := pager.next_request()) is not None:
-            pager.feed(request, await self._acall(request, settings))
+        pager = protocol.ListPager(await self.aget_settings(), collection_name, db_name=db_name)
+        while await self.afeed_list_page(pager):
+            pass
         return pager.jobs
+
+    async def afeed_list_page(self, pager: protocol.ListPager) -> bool:
+        """
+        Fetch the next page of ``pager``'s listing (one request) and feed it to the pager, which decides
+        when the listing is complete (:attr:`protocol.ListPager.done`). A failed request leaves the pager
+        as it was, so the call can be retried.
+
+        :return: False when the listing was already complete (nothing was sent).
+        """
+        request = pager.next_request()
+        if request is None:
+            return False
+        pager.feed(request, await self._acall(request, await self.aget_settings()))
+        return True
 
     async def alist_import_jobs_page(
         self, *, db_name: str | None = None, page: int | None = None, page_size: int | None = None
@@ -867,6 +876,12 @@ class MilvusImportHook(BaseHook):
         request = protocol.build_abort_request(settings, job_id, db_name=db_name)
         await self._acall(request, settings)
         self.log.info("Aborted Milvus import job %s", request.job_id)
+
+    @property
+    def async_client_closed(self) -> bool:
+        """Whether no ``httpx.AsyncClient`` is open: none made yet, or closed by :meth:`aclose`."""
+        client = self._async_client
+        return client is None or client.is_closed
 
     async def aclose(self) -> None:
         """Close the shared ``httpx.AsyncClient`` (and the sync session)."""

@@ -1,0 +1,254 @@
+"""
+The transport side every request shares, sync or async, in one process: a rate budget per endpoint
+and the deadline a request may not wait past.
+
+* :class:`RateBudget`, a token bucket per endpoint (base URL + API key, :func:`rate_budget_for`) that every
+  request of the hook takes a token from, whatever thread or event loop it runs in. Zilliz Cloud gets 10
+  requests/s unless the connection's extra ``rate_limit`` says otherwise; self-hosted Milvus has no limit
+  unless one is set. A ``Retry-After`` (HTTP 429) pauses the whole bucket, not just the request that got it.
+* :func:`token_fingerprint`: a keyed hash of a token, so an endpoint's key never holds the token itself.
+* :func:`request_deadline` / :func:`request_not_after`: the monotonic time past which the current request
+  is sent even while its endpoint's budget is paused (a wait's own deadline comes first).
+
+It imports nothing of the package but (for types) the connection settings: the hook and the shared poller
+both build on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import hashlib
+import hmac
+import math
+import os
+import threading
+import time
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from airflow_milvus_import.protocol import ConnectionSettings
+
+__all__ = [
+    "DEFAULT_PAUSE_SECONDS",
+    "SHARED_PAUSE_CAP_SECONDS",
+    "RateBudget",
+    "rate_budget_for",
+    "request_deadline",
+    "request_not_after",
+    "reset_rate_budgets",
+    "token_fingerprint",
+]
+
+#: the longest a ``Retry-After`` pauses every request to an endpoint (the request that got it may wait
+#: longer itself; if the server keeps refusing, the next 429 pauses the endpoint again)
+SHARED_PAUSE_CAP_SECONDS: Final = 10.0
+#: how long a 429 without ``Retry-After`` (or Milvus' "rate limit exceeded" code) pauses the endpoint
+DEFAULT_PAUSE_SECONDS: Final = 1.0
+
+#: a key only this process can compute: a token's fingerprint means nothing outside it, even for a weak
+#: ``user:password`` token, and the token itself is never part of any key
+_FINGERPRINT_KEY: Final = os.urandom(32)
+
+
+def token_fingerprint(token: str | None) -> str:
+    """A short keyed hash of ``token`` ("" for none): safe to keep in keys, reprs and logs."""
+    if not token:
+        return ""
+    return hmac.new(_FINGERPRINT_KEY, token.encode("utf-8"), hashlib.sha256).hexdigest()[:16]
+
+
+class RateBudget:
+    """
+    A token bucket shared by every request to one endpoint: ``rate`` requests per second with bursts of
+    up to ``burst`` requests (one second's worth by default).
+
+    It hands out send times rather than polling for tokens (the "virtual scheduling" form of a token
+    bucket), so a thousand waiters cost one clock reading each, not a thousand wake-ups per token. It is
+    thread-safe and bound to no event loop: the sync hook (:meth:`acquire`, which sleeps) and the async
+    hook (:meth:`aacquire`, which awaits) share it. :meth:`pause` (a ``Retry-After``) holds every request
+    until the pause ends; afterwards requests resume at ``rate``, without a burst.
+
+    :param rate: requests per second; None (or <= 0): no limit, only pauses apply.
+    :param burst: how many requests may go at once after a quiet spell (default: ``max(1, rate)``).
+    :param clock: a monotonic clock in seconds (injectable for tests).
+    :param sleep: how :meth:`acquire` sleeps (injectable for tests).
+    :param name: what it limits, for logs (no credentials).
+    """
+
+    def __init__(
+        self,
+        rate: float | None,
+        *,
+        burst: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        name: str = "",
+    ) -> None:
+        self.name = name
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._rate: float | None = None
+        self._interval = 0.0
+        self._tolerance = 0.0
+        self._tat = -math.inf  # the theoretical time the next request would conform at
+        self._paused_until = -math.inf
+        self.granted = 0
+        self.delayed = 0
+        self.pauses = 0
+        self.set_rate(rate, burst=burst)
+
+    def __repr__(self) -> str:
+        rate = "unlimited" if self._rate is None else f"{self._rate:g}/s"
+        return f"RateBudget({self.name!r}, {rate})"
+
+    @property
+    def rate(self) -> float | None:
+        """Requests per second, or None for no limit."""
+        return self._rate
+
+    def set_rate(self, rate: float | None, *, burst: float | None = None) -> None:
+        """Change the rate (the connection's ``rate_limit`` may change between hooks)."""
+        with self._lock:
+            if rate is None or not math.isfinite(rate) or rate <= 0:
+                self._rate, self._interval, self._tolerance = None, 0.0, 0.0
+                return
+            size = max(1.0, rate if burst is None else burst)
+            self._rate = float(rate)
+            self._interval = 1.0 / rate
+            self._tolerance = (size - 1.0) * self._interval
+
+    def reserve(self) -> float:
+        """Take the next send slot; returns the seconds to wait before sending (0.0: send now)."""
+        with self._lock:
+            now = self._clock()
+            start = max(now, self._paused_until)
+            self.granted += 1
+            if self._rate is None:
+                wait = start - now
+            else:
+                send_at = max(start, self._tat - self._tolerance)
+                self._tat = max(self._tat, send_at) + self._interval
+                wait = send_at - now
+            if wait <= 1e-9:  # float dust from summing intervals is not a wait
+                return 0.0
+            self.delayed += 1
+            return wait
+
+    def pause(self, seconds: float) -> None:
+        """Send nothing for ``seconds`` (a server's ``Retry-After``), then resume at the rate."""
+        if not math.isfinite(seconds) or seconds <= 0:
+            return
+        with self._lock:
+            until = self._clock() + seconds
+            if until > self._paused_until:
+                self._paused_until = until
+                self.pauses += 1
+            if self._rate is not None:
+                # No burst right after a pause: the first request goes at its end, the next one a slot later.
+                self._tat = max(self._tat, until + self._tolerance)
+
+    def paused_for(self) -> float:
+        """Seconds the current pause still lasts (0.0 when not paused)."""
+        return max(0.0, self._paused_until - self._clock())
+
+    def _idle(self) -> bool:
+        # No lock: one float comparison, and a stale answer only means taking the slow path.
+        return self._rate is None and self._paused_until <= self._clock()
+
+    def _wait_time(self, not_after: float | None) -> float:
+        wait = self.reserve()
+        if not_after is not None:
+            wait = min(wait, max(0.0, not_after - self._clock()))
+        return wait
+
+    def _done(self, not_after: float | None) -> bool:
+        if not_after is not None and self._clock() >= not_after:
+            return True  # the caller's own deadline comes first (one last look at a deadline still goes)
+        return self.paused_for() <= 0
+
+    def acquire(self, *, not_after: float | None = None) -> float:
+        """
+        Wait (sleeping: sync callers only) until a request may be sent; returns the seconds waited.
+
+        :param not_after: a monotonic time past which the caller sends anyway (its own deadline).
+        """
+        if self._idle():
+            self.granted += 1
+            return 0.0
+        waited = 0.0
+        while True:
+            wait = self._wait_time(not_after)
+            if wait > 0:
+                self._sleep(wait)
+                waited += wait
+            if self._done(not_after):
+                return waited
+
+    async def aacquire(self, *, not_after: float | None = None) -> float:
+        """:meth:`acquire` without blocking the event loop."""
+        if self._idle():
+            self.granted += 1
+            return 0.0
+        waited = 0.0
+        while True:
+            wait = self._wait_time(not_after)
+            if wait > 0:
+                await asyncio.sleep(wait)
+                waited += wait
+            if self._done(not_after):
+                return waited
+
+
+_budgets: dict[tuple[str, str], RateBudget] = {}
+_budgets_lock = threading.Lock()
+
+
+def rate_budget_for(settings: ConnectionSettings) -> RateBudget:
+    """
+    The process-wide budget of ``settings``' endpoint (its base URL and API key), at the rate the
+    settings ask for (:attr:`ConnectionSettings.requests_per_second`).
+    """
+    key = (settings.base_url, token_fingerprint(settings.token))
+    rate = settings.requests_per_second
+    with _budgets_lock:
+        budget = _budgets.get(key)
+        if budget is None:
+            budget = _budgets[key] = RateBudget(rate, name=settings.base_url)
+            return budget
+    if budget.rate != rate:
+        budget.set_rate(rate)
+    return budget
+
+
+def reset_rate_budgets() -> None:
+    """Forget every endpoint's budget and pause (tests: each starts with fresh buckets)."""
+    with _budgets_lock:
+        _budgets.clear()
+
+
+_request_not_after: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "milvus_import_request_not_after", default=None
+)
+
+
+def request_not_after() -> float | None:
+    """The monotonic time past which the current request goes even if its endpoint's budget says wait."""
+    return _request_not_after.get()
+
+
+@contextlib.contextmanager
+def request_deadline(value: float | None) -> Iterator[None]:
+    """
+    Requests made inside (in this thread, or this task and those it starts) are sent at ``value`` (a
+    monotonic time) at the latest, even while their endpoint's budget is paused; None: no deadline.
+    """
+    token = _request_not_after.set(value)
+    try:
+        yield
+    finally:
+        _request_not_after.reset(token)
