@@ -171,37 +171,37 @@ class RateBudget:
             return True  # the caller's own deadline comes first (one last look at a deadline still goes)
         return self.paused_for() <= 0
 
+    def _waits(self, not_after: float | None) -> Iterator[float]:
+        """The sleeps one request waits for its send slot (none when there is no limit and no pause)."""
+        if self._idle():
+            self.granted += 1
+            return
+        while True:
+            wait = self._wait_time(not_after)
+            if wait > 0:
+                yield wait
+            if self._done(not_after):
+                return
+
     def acquire(self, *, not_after: float | None = None) -> float:
         """
         Wait (sleeping: sync callers only) until a request may be sent; returns the seconds waited.
 
         :param not_after: a monotonic time past which the caller sends anyway (its own deadline).
         """
-        if self._idle():
-            self.granted += 1
-            return 0.0
         waited = 0.0
-        while True:
-            wait = self._wait_time(not_after)
-            if wait > 0:
-                self._sleep(wait)
-                waited += wait
-            if self._done(not_after):
-                return waited
+        for wait in self._waits(not_after):
+            self._sleep(wait)
+            waited += wait
+        return waited
 
     async def aacquire(self, *, not_after: float | None = None) -> float:
         """:meth:`acquire` without blocking the event loop."""
-        if self._idle():
-            self.granted += 1
-            return 0.0
         waited = 0.0
-        while True:
-            wait = self._wait_time(not_after)
-            if wait > 0:
-                await asyncio.sleep(wait)
-                waited += wait
-            if self._done(not_after):
-                return waited
+        for wait in self._waits(not_after):
+            await asyncio.sleep(wait)
+            waited += wait
+        return waited
 
 
 _budgets: dict[tuple[str, str], RateBudget] = {}

@@ -11,7 +11,7 @@ import random
 import socket
 import ssl
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import tenacity
@@ -214,6 +214,12 @@ def _clean(error: BaseException) -> BaseException:
     error.__context__ = None
     error.__suppress_context__ = True
     return error
+
+
+def _no_route_answered(missing: MilvusImportRouteNotFoundError | None) -> BaseException:
+    """The error of a progress lookup no route answered: the last route's 404, without its chain."""
+    assert missing is not None, "a progress lookup tries at least one route"
+    return _clean(missing)
 
 
 class MilvusImportHook(BaseHook):
@@ -660,6 +666,21 @@ class MilvusImportHook(BaseHook):
             routes.insert(0, known)
         return routes
 
+    def _progress_requests(
+        self, settings: ConnectionSettings, job_id: str, db_name: str | None
+    ) -> Iterator[tuple[str, ApiRequest]]:
+        """A job's progress request on each route in turn, the route that answered here before first."""
+        normalized = protocol.normalize_job_id(job_id)
+        for route in self._route_order(settings):
+            yield route, protocol.build_progress_request(settings, normalized, route=route, db_name=db_name)
+
+    def _progress_answered(
+        self, settings: ConnectionSettings, route: str, request: ApiRequest, data: Mapping[str, Any]
+    ) -> ImportJobProgress:
+        """The progress a route answered (remembered as the route to ask first from now on)."""
+        self._remember_route(settings, route)
+        return ImportJobProgress.from_wire(data, job_id=request.job_id)
+
     def _remember_route(self, settings: ConnectionSettings, route: str) -> None:
         if self._progress_route != route:
             if route != protocol.ROUTE_DESCRIBE:
@@ -738,19 +759,15 @@ class MilvusImportHook(BaseHook):
         :raises MilvusImportNotFoundError: no such job.
         """
         settings = self.get_settings()
-        normalized = protocol.normalize_job_id(job_id)
         missing: MilvusImportRouteNotFoundError | None = None
-        for route in self._route_order(settings):
-            request = protocol.build_progress_request(settings, normalized, route=route, db_name=db_name)
+        for route, request in self._progress_requests(settings, job_id, db_name):
             try:
                 data = self._call(request, settings)
             except MilvusImportRouteNotFoundError as exc:
                 missing = exc
-                continue
-            self._remember_route(settings, route)
-            return ImportJobProgress.from_wire(data, job_id=normalized)
-        assert missing is not None
-        raise _clean(missing) from None
+            else:
+                return self._progress_answered(settings, route, request, data)
+        raise _no_route_answered(missing) from None
 
     def list_import_jobs(
         self, collection_name: str | None = None, *, db_name: str | None = None
@@ -816,19 +833,15 @@ class MilvusImportHook(BaseHook):
     async def aget_import_progress(self, job_id: str, *, db_name: str | None = None) -> ImportJobProgress:
         """The async twin of :meth:`get_import_progress` (one reused ``httpx.AsyncClient``)."""
         settings = await self.aget_settings()
-        normalized = protocol.normalize_job_id(job_id)
         missing: MilvusImportRouteNotFoundError | None = None
-        for route in self._route_order(settings):
-            request = protocol.build_progress_request(settings, normalized, route=route, db_name=db_name)
+        for route, request in self._progress_requests(settings, job_id, db_name):
             try:
                 data = await self._acall(request, settings)
             except MilvusImportRouteNotFoundError as exc:
                 missing = exc
-                continue
-            self._remember_route(settings, route)
-            return ImportJobProgress.from_wire(data, job_id=normalized)
-        assert missing is not None
-        raise _clean(missing) from None
+            else:
+                return self._progress_answered(settings, route, request, data)
+        raise _no_route_answered(missing) from None
 
     async def alist_import_jobs(
         self, collection_name: str | None = None, *, db_name: str | None = None
