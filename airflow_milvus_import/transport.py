@@ -1,6 +1,5 @@
 """
-The transport side every request shares, sync or async, in one process: a rate budget per endpoint
-and the deadline a request may not wait past.
+The transport side of every request, sync (requests) or async (httpx): what the hook's HTTP clients share.
 
 * :class:`RateBudget`, a token bucket per endpoint (base URL + API key, :func:`rate_budget_for`) that every
   request of the hook takes a token from, whatever thread or event loop it runs in. Zilliz Cloud gets 10
@@ -9,9 +8,12 @@ and the deadline a request may not wait past.
 * :func:`token_fingerprint`: a keyed hash of a token, so an endpoint's key never holds the token itself.
 * :func:`request_deadline` / :func:`request_not_after`: the monotonic time past which the current request
   is sent even while its endpoint's budget is paused (a wait's own deadline comes first).
+* The clients' TLS trust (:func:`ca_context`, loaded once per process per CA bundle), a cookie jar that
+  keeps nothing (:class:`NoCookies`) and :func:`describe_failure`, which says in one line what a
+  transport exception means and whether the request could have reached the server.
 
-It imports nothing of the package but (for types) the connection settings: the hook and the shared poller
-both build on it.
+It imports nothing of the package above the wire core (exceptions, and the connection settings' type):
+the hook and the shared poller both build on it.
 """
 
 from __future__ import annotations
@@ -19,13 +21,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import errno
 import hashlib
 import hmac
+import http.cookiejar
 import math
 import os
+import socket
+import ssl
 import threading
 import time
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
+
+from airflow_milvus_import.exceptions import MilvusImportRequestError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -34,8 +42,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_PAUSE_SECONDS",
+    "READ_CHUNK_BYTES",
     "SHARED_PAUSE_CAP_SECONDS",
+    "NoCookies",
     "RateBudget",
+    "async_ssl_context",
+    "ca_context",
+    "describe_failure",
     "rate_budget_for",
     "request_deadline",
     "request_not_after",
@@ -252,3 +265,148 @@ def request_deadline(value: float | None) -> Iterator[None]:
         yield
     finally:
         _request_not_after.reset(token)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# HTTP clients: reads, TLS trust, cookies, what a transport failure means
+# ---------------------------------------------------------------------------------------------------------
+
+#: how much of an answer one read takes
+READ_CHUNK_BYTES: Final = 64 * 1024
+#: OpenSSL's verify codes for a certificate issued for another host name or IP address
+_X509_NAME_MISMATCH_CODES: Final = frozenset({62, 64})
+
+
+def _exception_chain(error: BaseException) -> list[BaseException]:
+    """``error`` and what it wraps (``__cause__``, ``__context__``, urllib3's ``reason``, first arg)."""
+    seen: list[BaseException] = []
+    pending: list[BaseException] = [error]
+    while pending and len(seen) < 16:
+        current = pending.pop(0)
+        if any(current is item for item in seen):
+            continue
+        seen.append(current)
+        for candidate in (
+            getattr(current, "reason", None),
+            current.__cause__,
+            current.__context__,
+            current.args[0] if current.args else None,
+        ):
+            if isinstance(candidate, BaseException):
+                pending.append(candidate)
+    return seen
+
+
+def describe_failure(error: BaseException, timeout: float) -> tuple[str, bool | None]:
+    """
+    A short reason for a transport failure and whether the request could have reached the server.
+
+    Returns ``(reason, request_sent)``; ``request_sent`` is None when the chain does not say.
+    """
+    chain = _exception_chain(error)
+    for item in chain:
+        if isinstance(item, ssl.SSLCertVerificationError):
+            detail = getattr(item, "verify_message", "") or "certificate not trusted"
+            if getattr(item, "verify_code", None) in _X509_NAME_MISMATCH_CODES:
+                advice = "set Host to a name the server's certificate was issued for"
+            else:
+                advice = "set the extra 'verify' to a CA bundle that issued the server's certificate"
+            return f"TLS certificate verification failed ({detail}); {advice}", False
+    for item in chain:
+        if isinstance(item, ssl.SSLError):
+            return f"TLS handshake failed ({getattr(item, 'reason', None) or type(item).__name__})", False
+        if isinstance(item, socket.gaierror):
+            return "the host name could not be resolved", False
+        if isinstance(item, ConnectionRefusedError):
+            return "connection refused (is the server running, and are Host and Port right?)", False
+        if isinstance(item, OSError) and item.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
+            return "the host is unreachable", False
+        if isinstance(item, (ConnectionResetError, BrokenPipeError)):
+            return "the server closed the connection without answering", True
+    names = {type(item).__name__ for item in chain}
+    if names & {"ConnectTimeout", "ConnectTimeoutError", "PoolTimeout"}:
+        return f"no connection within {timeout:g} s", False
+    if names & {"ReadTimeout", "ReadTimeoutError", "WriteTimeout", "TimeoutError", "timeout"}:
+        return f"no answer within {timeout:g} s", True
+    if names & {
+        "RemoteDisconnected",
+        "RemoteProtocolError",
+        "ProtocolError",
+        "IncompleteRead",
+        "ChunkedEncodingError",
+        "ReadError",
+        "WriteError",
+    }:
+        return "the server closed the connection without answering", True
+    if names & {"NewConnectionError", "ConnectError"}:
+        return "could not connect", False
+    return f"transport failure ({type(error).__name__})", None
+
+
+#: CA bundles loaded in this process, by (path, modification time): every hook of an endpoint shares one
+_ca_contexts: dict[tuple[str, int], ssl.SSLContext] = {}
+_ca_lock = threading.Lock()
+
+
+def ca_context(conn_id: str | None, path: str) -> ssl.SSLContext:
+    """
+    The TLS context trusting the CA bundle file (or the CA directory) the extra ``verify`` names, loaded
+    once per process.
+
+    :raises MilvusImportRequestError: the path is missing, unreadable or holds no PEM certificate, naming
+        the connection and the extra.
+    """
+
+    def bad(problem: str) -> MilvusImportRequestError:
+        return MilvusImportRequestError(
+            f"Milvus import connection '{conn_id}': the CA bundle in extra 'verify' ({path}) {problem}"
+        )
+
+    try:
+        key = (path, os.stat(path).st_mtime_ns)
+    except FileNotFoundError:
+        raise bad("does not exist") from None
+    except OSError as error:
+        raise bad(f"cannot be read ({error.strerror or type(error).__name__})") from None
+    with _ca_lock:
+        context = _ca_contexts.get(key)
+        if context is not None:
+            return context
+        failure: MilvusImportRequestError | None = None
+        try:
+            if os.path.isdir(path):
+                context = ssl.create_default_context(capath=path)  # hashed CA directory, read per handshake
+            else:
+                context = ssl.create_default_context(cafile=path)
+        except ssl.SSLError as error:
+            reason = getattr(error, "reason", None) or "unreadable"
+            failure = bad(f"is not a PEM CA bundle ({reason})")
+        except (OSError, ValueError) as error:
+            failure = bad(f"cannot be read ({getattr(error, 'strerror', None) or type(error).__name__})")
+        if failure is not None:
+            raise failure
+        assert context is not None
+        _ca_contexts[key] = context
+        return context
+
+
+def async_ssl_context(settings: ConnectionSettings) -> ssl.SSLContext:
+    """The TLS context of the async client: httpx's default trust store, or the CA bundle ``verify`` names."""
+    import httpx
+
+    if isinstance(settings.verify, str):
+        return ca_context(settings.conn_id, settings.verify)
+    return httpx.create_ssl_context(verify=settings.verify)
+
+
+class NoCookies(http.cookiejar.CookieJar):
+    """
+    A cookie jar that keeps nothing: the API authenticates with a Bearer token, and a cookie some proxy or
+    load balancer sets is neither needed nor worth the time to parse on every answer.
+    """
+
+    def extract_cookies(self, response: Any, request: Any) -> None:
+        return None
+
+    def add_cookie_header(self, request: Any) -> None:
+        return None

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import errno
-import http.cookiejar
 import json
 import os
 import random
-import socket
 import ssl
-import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -35,10 +31,6 @@ if TYPE_CHECKING:
     from airflow_milvus_import.protocol import ApiRequest, ConnectionSettings
 
 __all__ = ["MilvusImportHook"]
-
-_READ_CHUNK = 64 * 1024
-#: OpenSSL's verify codes for a certificate issued for another host name or IP address
-_X509_NAME_MISMATCH_CODES = frozenset({62, 64})
 
 
 def _mask(secrets: Iterable[str]) -> None:
@@ -71,141 +63,6 @@ def _extra_of(conn: Any) -> dict[str, Any]:
             f"Milvus import connection '{conn.conn_id}': Extra must be a JSON object"
         )
     return value
-
-
-def _exception_chain(error: BaseException) -> list[BaseException]:
-    """``error`` and what it wraps (``__cause__``, ``__context__``, urllib3's ``reason``, first arg)."""
-    seen: list[BaseException] = []
-    pending: list[BaseException] = [error]
-    while pending and len(seen) < 16:
-        current = pending.pop(0)
-        if any(current is item for item in seen):
-            continue
-        seen.append(current)
-        for candidate in (
-            getattr(current, "reason", None),
-            current.__cause__,
-            current.__context__,
-            current.args[0] if current.args else None,
-        ):
-            if isinstance(candidate, BaseException):
-                pending.append(candidate)
-    return seen
-
-
-def _describe_failure(error: BaseException, timeout: float) -> tuple[str, bool | None]:
-    """
-    A short reason for a transport failure and whether the request could have reached the server.
-
-    Returns ``(reason, request_sent)``; ``request_sent`` is None when the chain does not say.
-    """
-    chain = _exception_chain(error)
-    for item in chain:
-        if isinstance(item, ssl.SSLCertVerificationError):
-            detail = getattr(item, "verify_message", "") or "certificate not trusted"
-            if getattr(item, "verify_code", None) in _X509_NAME_MISMATCH_CODES:
-                advice = "set Host to a name the server's certificate was issued for"
-            else:
-                advice = "set the extra 'verify' to a CA bundle that issued the server's certificate"
-            return f"TLS certificate verification failed ({detail}); {advice}", False
-    for item in chain:
-        if isinstance(item, ssl.SSLError):
-            return f"TLS handshake failed ({getattr(item, 'reason', None) or type(item).__name__})", False
-        if isinstance(item, socket.gaierror):
-            return "the host name could not be resolved", False
-        if isinstance(item, ConnectionRefusedError):
-            return "connection refused (is the server running, and are Host and Port right?)", False
-        if isinstance(item, OSError) and item.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
-            return "the host is unreachable", False
-        if isinstance(item, (ConnectionResetError, BrokenPipeError)):
-            return "the server closed the connection without answering", True
-    names = {type(item).__name__ for item in chain}
-    if names & {"ConnectTimeout", "ConnectTimeoutError", "PoolTimeout"}:
-        return f"no connection within {timeout:g} s", False
-    if names & {"ReadTimeout", "ReadTimeoutError", "WriteTimeout", "TimeoutError", "timeout"}:
-        return f"no answer within {timeout:g} s", True
-    if names & {
-        "RemoteDisconnected",
-        "RemoteProtocolError",
-        "ProtocolError",
-        "IncompleteRead",
-        "ChunkedEncodingError",
-        "ReadError",
-        "WriteError",
-    }:
-        return "the server closed the connection without answering", True
-    if names & {"NewConnectionError", "ConnectError"}:
-        return "could not connect", False
-    return f"transport failure ({type(error).__name__})", None
-
-
-#: CA bundles loaded in this process, by (path, modification time): every hook of an endpoint shares one
-_ca_contexts: dict[tuple[str, int], ssl.SSLContext] = {}
-_ca_lock = threading.Lock()
-
-
-def _ca_context(conn_id: str | None, path: str) -> ssl.SSLContext:
-    """
-    The TLS context trusting the CA bundle file (or the CA directory) the extra ``verify`` names, loaded
-    once per process.
-
-    :raises MilvusImportRequestError: the path is missing, unreadable or holds no PEM certificate, naming
-        the connection and the extra.
-    """
-
-    def bad(problem: str) -> MilvusImportRequestError:
-        return MilvusImportRequestError(
-            f"Milvus import connection '{conn_id}': the CA bundle in extra 'verify' ({path}) {problem}"
-        )
-
-    try:
-        key = (path, os.stat(path).st_mtime_ns)
-    except FileNotFoundError:
-        raise bad("does not exist") from None
-    except OSError as error:
-        raise bad(f"cannot be read ({error.strerror or type(error).__name__})") from None
-    with _ca_lock:
-        context = _ca_contexts.get(key)
-        if context is not None:
-            return context
-        failure: MilvusImportRequestError | None = None
-        try:
-            if os.path.isdir(path):
-                context = ssl.create_default_context(capath=path)  # hashed CA directory, read per handshake
-            else:
-                context = ssl.create_default_context(cafile=path)
-        except ssl.SSLError as error:
-            reason = getattr(error, "reason", None) or "unreadable"
-            failure = bad(f"is not a PEM CA bundle ({reason})")
-        except (OSError, ValueError) as error:
-            failure = bad(f"cannot be read ({getattr(error, 'strerror', None) or type(error).__name__})")
-        if failure is not None:
-            raise failure
-        assert context is not None
-        _ca_contexts[key] = context
-        return context
-
-
-def _ssl_context(settings: ConnectionSettings) -> ssl.SSLContext:
-    """The TLS context of the async client: httpx's default trust store, or the CA bundle ``verify`` names."""
-    import httpx
-
-    if isinstance(settings.verify, str):
-        return _ca_context(settings.conn_id, settings.verify)
-    return httpx.create_ssl_context(verify=settings.verify)
-
-
-class _NoCookies(http.cookiejar.CookieJar):
-    """
-    A cookie jar that keeps nothing: the API authenticates with a Bearer token, and a cookie some proxy or
-    load balancer sets is neither needed nor worth the time to parse on every answer.
-    """
-
-    def extract_cookies(self, response: Any, request: Any) -> None:
-        return None
-
-    def add_cookie_header(self, request: Any) -> None:
-        return None
 
 
 def _clean(error: BaseException) -> BaseException:
@@ -382,7 +239,8 @@ class MilvusImportHook(BaseHook):
             settings = self._settings_from(conn)
             _mask(settings.secrets)
             if isinstance(settings.verify, str):
-                _ca_context(settings.conn_id, settings.verify)  # a bad bundle is the connection's error
+                # a bad bundle is the connection's error, raised here rather than at the first request
+                transport.ca_context(settings.conn_id, settings.verify)
             self._settings = settings
         return self._settings
 
@@ -394,7 +252,7 @@ class MilvusImportHook(BaseHook):
             await _amask(settings.secrets)
             if isinstance(settings.verify, str):
                 # loading a CA bundle takes tens of milliseconds: not on the event loop
-                await asyncio.to_thread(_ca_context, settings.conn_id, settings.verify)
+                await asyncio.to_thread(transport.ca_context, settings.conn_id, settings.verify)
             self._settings = settings
         return self._settings
 
@@ -474,7 +332,7 @@ class MilvusImportHook(BaseHook):
             # request: requests scans all of os.environ per call otherwise, and would let a ~/.netrc entry
             # replace the Bearer token.
             session.trust_env = False
-            session.cookies = _NoCookies()  # type: ignore[assignment]
+            session.cookies = transport.NoCookies()  # type: ignore[assignment]
             adapter = HTTPAdapter(pool_connections=4, pool_maxsize=32, max_retries=0)
             session.mount("http://", adapter)
             session.mount("https://", adapter)
@@ -524,7 +382,7 @@ class MilvusImportHook(BaseHook):
                 headers = response.headers
                 chunks: list[bytes] = []
                 size = 0
-                for chunk in response.iter_content(_READ_CHUNK):
+                for chunk in response.iter_content(transport.READ_CHUNK_BYTES):
                     chunks.append(chunk)
                     size += len(chunk)
                     if size > settings.max_response_bytes:
@@ -557,7 +415,7 @@ class MilvusImportHook(BaseHook):
     def _transport_error(
         self, request: ApiRequest, settings: ConnectionSettings, failure: BaseException
     ) -> MilvusImportConnectionError:
-        reason, sent = _describe_failure(failure, settings.timeout)
+        reason, sent = transport.describe_failure(failure, settings.timeout)
         error = protocol.connection_error(request, reason, request_sent=sent is not False)
         _clean(error)
         return error
@@ -594,14 +452,14 @@ class MilvusImportHook(BaseHook):
         verify: bool | ssl.SSLContext = False  # plain HTTP: no TLS, so no CA bundle to load
         if settings.base_url.startswith("https://"):
             # Loading a CA bundle takes tens of milliseconds: a worker thread does it, not the event loop.
-            verify = await asyncio.to_thread(_ssl_context, settings)
+            verify = await asyncio.to_thread(transport.async_ssl_context, settings)
         client = self._async_client_ready()
         if client is None:
             client = httpx.AsyncClient(
                 timeout=httpx.Timeout(settings.timeout),
                 verify=verify,
                 follow_redirects=False,
-                cookies=_NoCookies(),
+                cookies=transport.NoCookies(),
                 limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
             )
             self._async_client = client
@@ -625,7 +483,7 @@ class MilvusImportHook(BaseHook):
                 headers = response.headers
                 chunks: list[bytes] = []
                 size = 0
-                async for chunk in response.aiter_bytes(_READ_CHUNK):
+                async for chunk in response.aiter_bytes(transport.READ_CHUNK_BYTES):
                     chunks.append(chunk)
                     size += len(chunk)
                     if size > settings.max_response_bytes:
