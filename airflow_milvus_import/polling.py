@@ -1,22 +1,18 @@
 """
-One triggerer, thousands of waits: process-wide shared polling and per-endpoint rate budgets.
+One triggerer, thousands of waits: process-wide shared polling.
 
-Two things live here, both shared by everything in one process:
+:class:`SharedPoller`, one per event loop and endpoint (base URL, cluster, database, TLS settings and a
+fingerprint of the token, never the token itself), polls for every :class:`SharedProgressSource`
+(one per trigger) that waits on that endpoint, over one hook and one HTTP connection pool. Each round
+it serves every wait that is due with either one ``list`` (self-hosted Milvus answers the state and
+progress of every job in one request; Zilliz Cloud pages) or one ``describe`` per job, whichever costs
+fewer requests and bytes (:func:`choose_poll_mode`); in list rounds a job is described only when it
+reaches a state that ends its wait, so the event still carries the full per-file details. Waits that
+come due close together are served by the same round, so 1,000 waits at a 1 s interval cost about one
+list per second (plus one describe per job at its end) instead of 1,000 describes per second.
 
-* :class:`RateBudget`, a token bucket per endpoint (base URL + API key) that every request of the hook
-  takes a token from, sync or async, whatever thread or event loop it runs in. Zilliz Cloud gets 10
-  requests/s unless the connection's extra ``rate_limit`` says otherwise; self-hosted Milvus has no limit
-  unless one is set. A ``Retry-After`` (HTTP 429) pauses the whole bucket, not just the request that got it.
-
-* :class:`SharedPoller`, one per event loop and endpoint (base URL, cluster, database, TLS settings and a
-  fingerprint of the token, never the token itself), polling for every :class:`SharedProgressSource`
-  (one per trigger) that waits on that endpoint, over one hook and one HTTP connection pool. Each round
-  it serves every wait that is due with either one ``list`` (self-hosted Milvus answers the state and
-  progress of every job in one request; Zilliz Cloud pages) or one ``describe`` per job, whichever costs
-  fewer requests and bytes (:func:`choose_poll_mode`); in list rounds a job is described only when it
-  reaches a state that ends its wait, so the event still carries the full per-file details. Waits that
-  come due close together are served by the same round, so 1,000 waits at a 1 s interval cost about one
-  list per second (plus one describe per job at its end) instead of 1,000 describes per second.
+The per-endpoint rate budget every request takes a token from lives on the transport side
+(:mod:`airflow_milvus_import.transport`); its names are re-exported here.
 
 Every poll is protected like a hook call: a transient failure (connection error, timeout, 5xx, 408,
 429 honouring ``Retry-After``) is retried inside the poll, up to the connection's ``max_retries`` (3 by
@@ -32,18 +28,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import dataclasses
-import hashlib
 import heapq
-import hmac
 import itertools
 import logging
 import math
-import os
 import random
 import sys
-import threading
 import time
 import weakref
 from dataclasses import dataclass
@@ -55,15 +46,27 @@ from airflow_milvus_import.exceptions import (
     MilvusImportError,
     MilvusImportPermissionError,
 )
-from airflow_milvus_import.models import ImportJobProgress, ImportJobState, ImportJobSummary, parse_job_id
+from airflow_milvus_import.models import ImportJobProgress, ImportJobState, ImportJobSummary
+from airflow_milvus_import.transport import (
+    DEFAULT_PAUSE_SECONDS,
+    SHARED_PAUSE_CAP_SECONDS,
+    RateBudget,
+    rate_budget_for,
+    request_deadline,
+    request_not_after,
+    reset_rate_budgets,
+    token_fingerprint,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator, Mapping, Sequence
+    from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 
     from airflow_milvus_import.hooks.milvus_import import MilvusImportHook
     from airflow_milvus_import.protocol import ConnectionSettings
 
 __all__ = [
+    "DEFAULT_PAUSE_SECONDS",
+    "SHARED_PAUSE_CAP_SECONDS",
     "PollCost",
     "PollMode",
     "PollerKey",
@@ -87,217 +90,6 @@ log = logging.getLogger(__name__)
 PollMode = Literal["list", "describe"]
 ProgressAnswer = ImportJobProgress | Exception
 _T = TypeVar("_T")
-
-# ---------------------------------------------------------------------------------------------------------
-# Rate budget
-# ---------------------------------------------------------------------------------------------------------
-
-#: the longest a ``Retry-After`` pauses every request to an endpoint (the request that got it may wait
-#: longer itself; if the server keeps refusing, the next 429 pauses the endpoint again)
-SHARED_PAUSE_CAP_SECONDS: Final = 10.0
-#: how long a 429 without ``Retry-After`` (or Milvus' "rate limit exceeded" code) pauses the endpoint
-DEFAULT_PAUSE_SECONDS: Final = 1.0
-
-#: a key only this process can compute: a token's fingerprint means nothing outside it, even for a weak
-#: ``user:password`` token, and the token itself is never part of any key
-_FINGERPRINT_KEY: Final = os.urandom(32)
-
-
-def token_fingerprint(token: str | None) -> str:
-    """A short keyed hash of ``token`` ("" for none): safe to keep in keys, reprs and logs."""
-    if not token:
-        return ""
-    return hmac.new(_FINGERPRINT_KEY, token.encode("utf-8"), hashlib.sha256).hexdigest()[:16]
-
-
-class RateBudget:
-    """
-    A token bucket shared by every request to one endpoint: ``rate`` requests per second with bursts of
-    up to ``burst`` requests (one second's worth by default).
-
-    It hands out send times rather than polling for tokens (the "virtual scheduling" form of a token
-    bucket), so a thousand waiters cost one clock reading each, not a thousand wake-ups per token. It is
-    thread-safe and bound to no event loop: the sync hook (:meth:`acquire`, which sleeps) and the async
-    hook (:meth:`aacquire`, which awaits) share it. :meth:`pause` (a ``Retry-After``) holds every request
-    until the pause ends; afterwards requests resume at ``rate``, without a burst.
-
-    :param rate: requests per second; None (or <= 0): no limit, only pauses apply.
-    :param burst: how many requests may go at once after a quiet spell (default: ``max(1, rate)``).
-    :param clock: a monotonic clock in seconds (injectable for tests).
-    :param sleep: how :meth:`acquire` sleeps (injectable for tests).
-    :param name: what it limits, for logs (no credentials).
-    """
-
-    def __init__(
-        self,
-        rate: float | None,
-        *,
-        burst: float | None = None,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-        name: str = "",
-    ) -> None:
-        self.name = name
-        self._clock = clock
-        self._sleep = sleep
-        self._lock = threading.Lock()
-        self._rate: float | None = None
-        self._interval = 0.0
-        self._tolerance = 0.0
-        self._tat = -math.inf  # the theoretical time the next request would conform at
-        self._paused_until = -math.inf
-        self.granted = 0
-        self.delayed = 0
-        self.pauses = 0
-        self.set_rate(rate, burst=burst)
-
-    def __repr__(self) -> str:
-        rate = "unlimited" if self._rate is None else f"{self._rate:g}/s"
-        return f"RateBudget({self.name!r}, {rate})"
-
-    @property
-    def rate(self) -> float | None:
-        """Requests per second, or None for no limit."""
-        return self._rate
-
-    def set_rate(self, rate: float | None, *, burst: float | None = None) -> None:
-        """Change the rate (the connection's ``rate_limit`` may change between hooks)."""
-        with self._lock:
-            if rate is None or not math.isfinite(rate) or rate <= 0:
-                self._rate, self._interval, self._tolerance = None, 0.0, 0.0
-                return
-            size = max(1.0, rate if burst is None else burst)
-            self._rate = float(rate)
-            self._interval = 1.0 / rate
-            self._tolerance = (size - 1.0) * self._interval
-
-    def reserve(self) -> float:
-        """Take the next send slot; returns the seconds to wait before sending (0.0: send now)."""
-        with self._lock:
-            now = self._clock()
-            start = max(now, self._paused_until)
-            self.granted += 1
-            if self._rate is None:
-                wait = start - now
-            else:
-                send_at = max(start, self._tat - self._tolerance)
-                self._tat = max(self._tat, send_at) + self._interval
-                wait = send_at - now
-            if wait <= 1e-9:  # float dust from summing intervals is not a wait
-                return 0.0
-            self.delayed += 1
-            return wait
-
-    def pause(self, seconds: float) -> None:
-        """Send nothing for ``seconds`` (a server's ``Retry-After``), then resume at the rate."""
-        if not math.isfinite(seconds) or seconds <= 0:
-            return
-        with self._lock:
-            until = self._clock() + seconds
-            if until > self._paused_until:
-                self._paused_until = until
-                self.pauses += 1
-            if self._rate is not None:
-                # No burst right after a pause: the first request goes at its end, the next one a slot later.
-                self._tat = max(self._tat, until + self._tolerance)
-
-    def paused_for(self) -> float:
-        """Seconds the current pause still lasts (0.0 when not paused)."""
-        return max(0.0, self._paused_until - self._clock())
-
-    def _idle(self) -> bool:
-        # No lock: one float comparison, and a stale answer only means taking the slow path.
-        return self._rate is None and self._paused_until <= self._clock()
-
-    def _wait_time(self, not_after: float | None) -> float:
-        wait = self.reserve()
-        if not_after is not None:
-            wait = min(wait, max(0.0, not_after - self._clock()))
-        return wait
-
-    def _done(self, not_after: float | None) -> bool:
-        if not_after is not None and self._clock() >= not_after:
-            return True  # the caller's own deadline comes first (one last look at a deadline still goes)
-        return self.paused_for() <= 0
-
-    def acquire(self, *, not_after: float | None = None) -> float:
-        """
-        Wait (sleeping: sync callers only) until a request may be sent; returns the seconds waited.
-
-        :param not_after: a monotonic time past which the caller sends anyway (its own deadline).
-        """
-        if self._idle():
-            self.granted += 1
-            return 0.0
-        waited = 0.0
-        while True:
-            wait = self._wait_time(not_after)
-            if wait > 0:
-                self._sleep(wait)
-                waited += wait
-            if self._done(not_after):
-                return waited
-
-    async def aacquire(self, *, not_after: float | None = None) -> float:
-        """:meth:`acquire` without blocking the event loop."""
-        if self._idle():
-            self.granted += 1
-            return 0.0
-        waited = 0.0
-        while True:
-            wait = self._wait_time(not_after)
-            if wait > 0:
-                await asyncio.sleep(wait)
-                waited += wait
-            if self._done(not_after):
-                return waited
-
-
-_budgets: dict[tuple[str, str], RateBudget] = {}
-_budgets_lock = threading.Lock()
-
-
-def rate_budget_for(settings: ConnectionSettings) -> RateBudget:
-    """
-    The process-wide budget of ``settings``' endpoint (its base URL and API key), at the rate the
-    settings ask for (:attr:`ConnectionSettings.requests_per_second`).
-    """
-    key = (settings.base_url, token_fingerprint(settings.token))
-    rate = settings.requests_per_second
-    with _budgets_lock:
-        budget = _budgets.get(key)
-        if budget is None:
-            budget = _budgets[key] = RateBudget(rate, name=settings.base_url)
-            return budget
-    if budget.rate != rate:
-        budget.set_rate(rate)
-    return budget
-
-
-def reset_rate_budgets() -> None:
-    """Forget every endpoint's budget and pause (tests: each starts with fresh buckets)."""
-    with _budgets_lock:
-        _budgets.clear()
-
-
-_request_not_after: contextvars.ContextVar[float | None] = contextvars.ContextVar(
-    "milvus_import_request_not_after", default=None
-)
-
-
-def request_not_after() -> float | None:
-    """The monotonic time past which the current request goes even if its endpoint's budget says wait."""
-    return _request_not_after.get()
-
-
-@contextlib.contextmanager
-def _not_after(value: float | None) -> Iterator[None]:
-    token = _request_not_after.set(value)
-    try:
-        yield
-    finally:
-        _request_not_after.reset(token)
-
 
 # ---------------------------------------------------------------------------------------------------------
 # list or describe: the cost model
@@ -373,13 +165,6 @@ def choose_poll_mode(
     if current == "list":
         return "list" if listing <= describing * _HYSTERESIS else "describe"
     return "list" if listing * _HYSTERESIS < describing else "describe"
-
-
-def _record_job_id(record: Mapping[str, Any]) -> str | None:
-    for key in ("jobId", "jobID", "job_id", "taskId"):
-        if key in record:
-            return parse_job_id(record[key])
-    return None
 
 
 def progress_from_summary(summary: ImportJobSummary, last: ImportJobProgress | None) -> ImportJobProgress:
@@ -642,8 +427,7 @@ class SharedPoller:
 
     @property
     def http_client_closed(self) -> bool:
-        client = getattr(self._hook, "_async_client", None)
-        return client is None or bool(client.is_closed)
+        return self._hook is None or self._hook.async_client_closed
 
     # -- watches
 
@@ -820,7 +604,7 @@ class SharedPoller:
                 wanted.setdefault(job_id, []).append(request)
         self.stats["list_rounds"] += 1
         try:
-            with _not_after(_earliest(request.not_after for request in batch)):
+            with request_deadline(_earliest(request.not_after for request in batch)):
                 found = await self._list(wanted)
         except asyncio.CancelledError:
             raise
@@ -856,8 +640,7 @@ class SharedPoller:
         for position, request in enumerate(batch, start=1):
             complete = False
             for job_id in request.job_ids:
-                record = found.get(job_id)
-                summary = ImportJobSummary.from_wire(record) if record is not None else None
+                summary = found.get(job_id)
                 if summary is None or summary.state in request.watch.final_states:
                     to_describe.add(job_id)
                     continue
@@ -870,46 +653,35 @@ class SharedPoller:
             self._describe([request for request in batch if not request.done], to_describe)
         await self._dispatch(ready)
 
-    async def _list(self, wanted: Mapping[str, object]) -> dict[str, Mapping[str, Any]]:
+    async def _list(self, wanted: Mapping[str, object]) -> dict[str, ImportJobSummary]:
         """The list records of the ``wanted`` jobs; also learns how many jobs the server holds."""
         hook = self._get_hook()
-        settings = self.settings
-        found: dict[str, Mapping[str, Any]] = {}
-        seen: set[str] = set()
-        page = 0
-        total: int | None = None
-        while True:
-            page += 1
+        pager = protocol.ListPager(self.settings, db_name=self.db_name)
+        found: dict[str, ImportJobSummary] = {}
+        seen = 0
 
-            async def list_page(page: int = page) -> tuple[list[Mapping[str, Any]], int | None, bool]:
-                self.stats["list_requests"] += 1
-                return await hook.alist_import_jobs_page(
-                    db_name=self.db_name,
-                    page=page if settings.is_zilliz else None,
-                    page_size=protocol.ZILLIZ_PAGE_SIZE if settings.is_zilliz else None,
-                )
+        async def next_page() -> bool:
+            self.stats["list_requests"] += 1
+            return await hook.afeed_list_page(pager)
 
-            records, count, last_page = await retry_transient(
-                list_page, retries=self.max_retries, not_after=request_not_after(), on_retry=self._retrying
+        not_after = request_not_after()
+        while not pager.done:
+            await retry_transient(
+                next_page, retries=self.max_retries, not_after=not_after, on_retry=self._retrying
             )
-            total = count if count is not None else total
-            new = 0
-            for record in records:
-                job_id = _record_job_id(record)
-                if job_id is None or job_id in seen:
-                    continue
-                seen.add(job_id)
-                new += 1
-                if job_id in wanted:
-                    found[job_id] = record
-            if new == 0 or len(found) == len(wanted) or last_page:
+            jobs = pager.jobs
+            for job in jobs[seen:]:
+                if job.job_id in wanted:
+                    found[job.job_id] = job
+            seen = len(jobs)
+            if len(found) == len(wanted):
                 break
-            if total is not None:
+            if pager.total is not None:
                 # Stop paging once describing the jobs still missing is cheaper than the remaining pages.
-                rest = list_cost(max(0, total - len(seen)), zilliz=True)
+                rest = list_cost(max(0, pager.total - seen), zilliz=True)
                 if rest.total > describe_cost(len(wanted) - len(found)).total:
                     break
-        self.server_jobs = max(total or 0, len(seen))  # count may be per page (the Zilliz docs say so)
+        self.server_jobs = max(pager.total or 0, seen)  # count may be per page (the Zilliz docs say so)
         self._server_jobs_at = time.monotonic()
         return found
 
@@ -954,7 +726,7 @@ class SharedPoller:
                     self.stats["describes"] += 1
                     return await hook.aget_import_progress(job_id, db_name=self.db_name)
 
-                with _not_after(not_after):
+                with request_deadline(not_after):
                     answer = await retry_transient(
                         describe, retries=self.max_retries, not_after=not_after, on_retry=self._retrying
                     )

@@ -197,9 +197,9 @@ def _fresh_rate_budgets() -> Iterator[None]:
     """Each test gets its own per-endpoint rate budgets: a 429 pause or a drained bucket stays in its test."""
 
     def reset() -> None:
-        polling = sys.modules.get("airflow_milvus_import.polling")  # not imported yet: nothing to reset
-        if polling is not None:
-            polling.reset_rate_budgets()
+        transport = sys.modules.get("airflow_milvus_import.transport")  # not imported yet: nothing to reset
+        if transport is not None:
+            transport.reset_rate_budgets()
 
     reset()
     yield

@@ -1,5 +1,5 @@
 """
-The per-endpoint rate budget (airflow_milvus_import.polling.RateBudget) and how the hook uses it.
+The per-endpoint rate budget (airflow_milvus_import.transport.RateBudget) and how the hook uses it.
 
 The bucket itself is pure and runs on an injected clock. The hook's use of it (every request takes a token;
 a 429 with Retry-After pauses every caller of the endpoint, sync and async) runs against pytest-httpserver
@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
-from airflow_milvus_import import polling
+from airflow_milvus_import import polling, transport
 from airflow_milvus_import.exceptions import MilvusImportRateLimitError, MilvusImportRequestError
-from airflow_milvus_import.polling import RateBudget, rate_budget_for, token_fingerprint
 from airflow_milvus_import.protocol import DEFAULT_ZILLIZ_RATE_LIMIT, settings_from_connection
+from airflow_milvus_import.transport import RateBudget, rate_budget_for, token_fingerprint
 
 SECRET = "sentinel-token-rate-budget-7f3a"
 
@@ -326,7 +326,7 @@ def test_retry_after_is_capped_for_the_shared_pause(recording: RecordingServer) 
     with pytest.raises(MilvusImportRateLimitError):
         hook.list_import_jobs()
     paused = rate_budget_for(hook.get_settings()).paused_for()
-    assert 0 < paused <= polling.SHARED_PAUSE_CAP_SECONDS
+    assert 0 < paused <= transport.SHARED_PAUSE_CAP_SECONDS
 
 
 def test_milvus_rate_limit_code_pauses_the_endpoint(recording: RecordingServer) -> None:
@@ -336,7 +336,7 @@ def test_milvus_rate_limit_code_pauses_the_endpoint(recording: RecordingServer) 
     with pytest.raises(MilvusImportRateLimitError):
         hook.list_import_jobs()
     assert rate_budget_for(hook.get_settings()).paused_for() == pytest.approx(
-        polling.DEFAULT_PAUSE_SECONDS, abs=0.5
+        transport.DEFAULT_PAUSE_SECONDS, abs=0.5
     )
 
 
@@ -351,7 +351,7 @@ def test_rate_limit_extra_paces_the_requests(recording: RecordingServer) -> None
 
 
 def test_reset_rate_budgets_starts_every_endpoint_afresh() -> None:
-    from airflow_milvus_import.polling import reset_rate_budgets
+    from airflow_milvus_import.transport import reset_rate_budgets
 
     settings = settings_from_connection("a", "http://milvus.reset.example:19530", password="t1")
     first = rate_budget_for(settings)
@@ -360,3 +360,17 @@ def test_reset_rate_budgets_starts_every_endpoint_afresh() -> None:
     fresh = rate_budget_for(settings)
     assert fresh is not first
     assert fresh.paused_for() == 0
+
+
+def test_polling_still_offers_the_rate_budget_names_it_had() -> None:
+    """The rate budget moved to the transport side; its old import path (``polling``) keeps working."""
+    for name in (
+        "RateBudget",
+        "rate_budget_for",
+        "reset_rate_budgets",
+        "token_fingerprint",
+        "request_not_after",
+        "DEFAULT_PAUSE_SECONDS",
+        "SHARED_PAUSE_CAP_SECONDS",
+    ):
+        assert getattr(polling, name) is getattr(transport, name), name

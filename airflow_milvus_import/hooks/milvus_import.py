@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import errno
-import http.cookiejar
 import json
 import os
 import random
-import socket
 import ssl
-import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import tenacity
 from airflow.providers.common.compat.sdk import BaseHook
 
-from airflow_milvus_import import compat, polling, protocol
+from airflow_milvus_import import compat, protocol, transport
 from airflow_milvus_import.exceptions import (
     MilvusImportConnectionError,
     MilvusImportError,
@@ -35,10 +31,6 @@ if TYPE_CHECKING:
     from airflow_milvus_import.protocol import ApiRequest, ConnectionSettings
 
 __all__ = ["MilvusImportHook"]
-
-_READ_CHUNK = 64 * 1024
-#: OpenSSL's verify codes for a certificate issued for another host name or IP address
-_X509_NAME_MISMATCH_CODES = frozenset({62, 64})
 
 
 def _mask(secrets: Iterable[str]) -> None:
@@ -73,147 +65,18 @@ def _extra_of(conn: Any) -> dict[str, Any]:
     return value
 
 
-def _exception_chain(error: BaseException) -> list[BaseException]:
-    """``error`` and what it wraps (``__cause__``, ``__context__``, urllib3's ``reason``, first arg)."""
-    seen: list[BaseException] = []
-    pending: list[BaseException] = [error]
-    while pending and len(seen) < 16:
-        current = pending.pop(0)
-        if any(current is item for item in seen):
-            continue
-        seen.append(current)
-        for candidate in (
-            getattr(current, "reason", None),
-            current.__cause__,
-            current.__context__,
-            current.args[0] if current.args else None,
-        ):
-            if isinstance(candidate, BaseException):
-                pending.append(candidate)
-    return seen
-
-
-def _describe_failure(error: BaseException, timeout: float) -> tuple[str, bool | None]:
-    """
-    A short reason for a transport failure and whether the request could have reached the server.
-
-    Returns ``(reason, request_sent)``; ``request_sent`` is None when the chain does not say.
-    """
-    chain = _exception_chain(error)
-    for item in chain:
-        if isinstance(item, ssl.SSLCertVerificationError):
-            detail = getattr(item, "verify_message", "") or "certificate not trusted"
-            if getattr(item, "verify_code", None) in _X509_NAME_MISMATCH_CODES:
-                advice = "set Host to a name the server's certificate was issued for"
-            else:
-                advice = "set the extra 'verify' to a CA bundle that issued the server's certificate"
-            return f"TLS certificate verification failed ({detail}); {advice}", False
-    for item in chain:
-        if isinstance(item, ssl.SSLError):
-            return f"TLS handshake failed ({getattr(item, 'reason', None) or type(item).__name__})", False
-        if isinstance(item, socket.gaierror):
-            return "the host name could not be resolved", False
-        if isinstance(item, ConnectionRefusedError):
-            return "connection refused (is the server running, and are Host and Port right?)", False
-        if isinstance(item, OSError) and item.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
-            return "the host is unreachable", False
-        if isinstance(item, (ConnectionResetError, BrokenPipeError)):
-            return "the server closed the connection without answering", True
-    names = {type(item).__name__ for item in chain}
-    if names & {"ConnectTimeout", "ConnectTimeoutError", "PoolTimeout"}:
-        return f"no connection within {timeout:g} s", False
-    if names & {"ReadTimeout", "ReadTimeoutError", "WriteTimeout", "TimeoutError", "timeout"}:
-        return f"no answer within {timeout:g} s", True
-    if names & {
-        "RemoteDisconnected",
-        "RemoteProtocolError",
-        "ProtocolError",
-        "IncompleteRead",
-        "ChunkedEncodingError",
-        "ReadError",
-        "WriteError",
-    }:
-        return "the server closed the connection without answering", True
-    if names & {"NewConnectionError", "ConnectError"}:
-        return "could not connect", False
-    return f"transport failure ({type(error).__name__})", None
-
-
-#: CA bundles loaded in this process, by (path, modification time): every hook of an endpoint shares one
-_ca_contexts: dict[tuple[str, int], ssl.SSLContext] = {}
-_ca_lock = threading.Lock()
-
-
-def _ca_context(conn_id: str | None, path: str) -> ssl.SSLContext:
-    """
-    The TLS context trusting the CA bundle file (or the CA directory) the extra ``verify`` names, loaded
-    once per process.
-
-    :raises MilvusImportRequestError: the path is missing, unreadable or holds no PEM certificate, naming
-        the connection and the extra.
-    """
-
-    def bad(problem: str) -> MilvusImportRequestError:
-        return MilvusImportRequestError(
-            f"Milvus import connection '{conn_id}': the CA bundle in extra 'verify' ({path}) {problem}"
-        )
-
-    try:
-        key = (path, os.stat(path).st_mtime_ns)
-    except FileNotFoundError:
-        raise bad("does not exist") from None
-    except OSError as error:
-        raise bad(f"cannot be read ({error.strerror or type(error).__name__})") from None
-    with _ca_lock:
-        context = _ca_contexts.get(key)
-        if context is not None:
-            return context
-        failure: MilvusImportRequestError | None = None
-        try:
-            if os.path.isdir(path):
-                context = ssl.create_default_context(capath=path)  # hashed CA directory, read per handshake
-            else:
-                context = ssl.create_default_context(cafile=path)
-        except ssl.SSLError as error:
-            reason = getattr(error, "reason", None) or "unreadable"
-            failure = bad(f"is not a PEM CA bundle ({reason})")
-        except (OSError, ValueError) as error:
-            failure = bad(f"cannot be read ({getattr(error, 'strerror', None) or type(error).__name__})")
-        if failure is not None:
-            raise failure
-        assert context is not None
-        _ca_contexts[key] = context
-        return context
-
-
-def _ssl_context(settings: ConnectionSettings) -> ssl.SSLContext:
-    """The TLS context of the async client: httpx's default trust store, or the CA bundle ``verify`` names."""
-    import httpx
-
-    if isinstance(settings.verify, str):
-        return _ca_context(settings.conn_id, settings.verify)
-    return httpx.create_ssl_context(verify=settings.verify)
-
-
-class _NoCookies(http.cookiejar.CookieJar):
-    """
-    A cookie jar that keeps nothing: the API authenticates with a Bearer token, and a cookie some proxy or
-    load balancer sets is neither needed nor worth the time to parse on every answer.
-    """
-
-    def extract_cookies(self, response: Any, request: Any) -> None:
-        return None
-
-    def add_cookie_header(self, request: Any) -> None:
-        return None
-
-
 def _clean(error: BaseException) -> BaseException:
     """Drop the exception chain so a log shows one clear error, not wrapped transport tracebacks."""
     error.__cause__ = None
     error.__context__ = None
     error.__suppress_context__ = True
     return error
+
+
+def _no_route_answered(missing: MilvusImportRouteNotFoundError | None) -> BaseException:
+    """The error of a progress lookup no route answered: the last route's 404, without its chain."""
+    assert missing is not None, "a progress lookup tries at least one route"
+    return _clean(missing)
 
 
 class MilvusImportHook(BaseHook):
@@ -231,7 +94,7 @@ class MilvusImportHook(BaseHook):
     Airflow's secrets masker and never appears in a repr, a log line or an exception message.
 
     Every request, sync or async, first takes a token from its endpoint's rate budget
-    (:class:`~airflow_milvus_import.polling.RateBudget`), shared by every hook and trigger of the process:
+    (:class:`~airflow_milvus_import.transport.RateBudget`), shared by every hook and trigger of the process:
     10 requests/s on Zilliz Cloud and no limit on self-hosted Milvus unless the connection's extra
     ``rate_limit`` says otherwise (``0`` or ``"none"``: no limit). A rate-limited answer (429, honouring
     ``Retry-After``) pauses the whole budget. Async callers wait without blocking the event loop.
@@ -281,7 +144,7 @@ class MilvusImportHook(BaseHook):
         if retry_after_cap is not None:
             self.retry_after_cap = retry_after_cap
         self._settings: ConnectionSettings | None = None
-        self._rate_budget: polling.RateBudget | None = None
+        self._rate_budget: transport.RateBudget | None = None
         self._progress_route: str | None = None
         self._session: requests.Session | None = None
         self._session_environment: dict[str, tuple[dict[str, str], bool | str]] = {}
@@ -376,7 +239,8 @@ class MilvusImportHook(BaseHook):
             settings = self._settings_from(conn)
             _mask(settings.secrets)
             if isinstance(settings.verify, str):
-                _ca_context(settings.conn_id, settings.verify)  # a bad bundle is the connection's error
+                # a bad bundle is the connection's error, raised here rather than at the first request
+                transport.ca_context(settings.conn_id, settings.verify)
             self._settings = settings
         return self._settings
 
@@ -388,32 +252,28 @@ class MilvusImportHook(BaseHook):
             await _amask(settings.secrets)
             if isinstance(settings.verify, str):
                 # loading a CA bundle takes tens of milliseconds: not on the event loop
-                await asyncio.to_thread(_ca_context, settings.conn_id, settings.verify)
+                await asyncio.to_thread(transport.ca_context, settings.conn_id, settings.verify)
             self._settings = settings
         return self._settings
-
-    def _adopt_settings(self, settings: ConnectionSettings) -> None:
-        """Use settings already read (the shared poller reads a connection once for many triggers)."""
-        self._settings = settings
-        self._rate_budget = None
 
     def use_settings(self, settings: ConnectionSettings) -> None:
         """
         Use connection settings already read instead of reading the connection (the shared poller reads
         a connection once for many triggers, and makes single-attempt calls, retrying them itself).
         """
-        self._adopt_settings(settings)
+        self._settings = settings
+        self._rate_budget = None
 
-    def _budget(self, settings: ConnectionSettings) -> polling.RateBudget:
+    def _budget(self, settings: ConnectionSettings) -> transport.RateBudget:
         """The rate budget of the endpoint (process-wide; looked up once per hook)."""
         if self._rate_budget is None:
-            self._rate_budget = polling.rate_budget_for(settings)
+            self._rate_budget = transport.rate_budget_for(settings)
         return self._rate_budget
 
     def _rate_limited(self, settings: ConnectionSettings, error: MilvusImportRateLimitError) -> None:
         """Pause the endpoint's budget for every caller of the process: the server said slow down."""
-        asked = error.retry_after if error.retry_after is not None else polling.DEFAULT_PAUSE_SECONDS
-        pause = min(asked, self.retry_after_cap, polling.SHARED_PAUSE_CAP_SECONDS)
+        asked = error.retry_after if error.retry_after is not None else transport.DEFAULT_PAUSE_SECONDS
+        pause = min(asked, self.retry_after_cap, transport.SHARED_PAUSE_CAP_SECONDS)
         if pause > 0:
             self._budget(settings).pause(pause)
             self.log.warning(
@@ -472,7 +332,7 @@ class MilvusImportHook(BaseHook):
             # request: requests scans all of os.environ per call otherwise, and would let a ~/.netrc entry
             # replace the Bearer token.
             session.trust_env = False
-            session.cookies = _NoCookies()  # type: ignore[assignment]
+            session.cookies = transport.NoCookies()  # type: ignore[assignment]
             adapter = HTTPAdapter(pool_connections=4, pool_maxsize=32, max_retries=0)
             session.mount("http://", adapter)
             session.mount("https://", adapter)
@@ -498,7 +358,7 @@ class MilvusImportHook(BaseHook):
 
         session = self._get_session()
         proxies, verify = self._environment(settings)
-        self._budget(settings).acquire(not_after=polling.request_not_after())
+        self._budget(settings).acquire(not_after=transport.request_not_after())
         failure: BaseException | None = None
         status = 0
         headers: Mapping[str, str] = {}
@@ -522,7 +382,7 @@ class MilvusImportHook(BaseHook):
                 headers = response.headers
                 chunks: list[bytes] = []
                 size = 0
-                for chunk in response.iter_content(_READ_CHUNK):
+                for chunk in response.iter_content(transport.READ_CHUNK_BYTES):
                     chunks.append(chunk)
                     size += len(chunk)
                     if size > settings.max_response_bytes:
@@ -555,7 +415,7 @@ class MilvusImportHook(BaseHook):
     def _transport_error(
         self, request: ApiRequest, settings: ConnectionSettings, failure: BaseException
     ) -> MilvusImportConnectionError:
-        reason, sent = _describe_failure(failure, settings.timeout)
+        reason, sent = transport.describe_failure(failure, settings.timeout)
         error = protocol.connection_error(request, reason, request_sent=sent is not False)
         _clean(error)
         return error
@@ -592,14 +452,14 @@ class MilvusImportHook(BaseHook):
         verify: bool | ssl.SSLContext = False  # plain HTTP: no TLS, so no CA bundle to load
         if settings.base_url.startswith("https://"):
             # Loading a CA bundle takes tens of milliseconds: a worker thread does it, not the event loop.
-            verify = await asyncio.to_thread(_ssl_context, settings)
+            verify = await asyncio.to_thread(transport.async_ssl_context, settings)
         client = self._async_client_ready()
         if client is None:
             client = httpx.AsyncClient(
                 timeout=httpx.Timeout(settings.timeout),
                 verify=verify,
                 follow_redirects=False,
-                cookies=_NoCookies(),
+                cookies=transport.NoCookies(),
                 limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
             )
             self._async_client = client
@@ -610,7 +470,7 @@ class MilvusImportHook(BaseHook):
         import httpx
 
         client = await self._aget_async_client(settings)
-        await self._budget(settings).aacquire(not_after=polling.request_not_after())
+        await self._budget(settings).aacquire(not_after=transport.request_not_after())
         failure: BaseException | None = None
         status = 0
         headers: Mapping[str, str] = {}
@@ -623,7 +483,7 @@ class MilvusImportHook(BaseHook):
                 headers = response.headers
                 chunks: list[bytes] = []
                 size = 0
-                async for chunk in response.aiter_bytes(_READ_CHUNK):
+                async for chunk in response.aiter_bytes(transport.READ_CHUNK_BYTES):
                     chunks.append(chunk)
                     size += len(chunk)
                     if size > settings.max_response_bytes:
@@ -663,6 +523,21 @@ class MilvusImportHook(BaseHook):
             routes.remove(known)
             routes.insert(0, known)
         return routes
+
+    def _progress_requests(
+        self, settings: ConnectionSettings, job_id: str, db_name: str | None
+    ) -> Iterator[tuple[str, ApiRequest]]:
+        """A job's progress request on each route in turn, the route that answered here before first."""
+        normalized = protocol.normalize_job_id(job_id)
+        for route in self._route_order(settings):
+            yield route, protocol.build_progress_request(settings, normalized, route=route, db_name=db_name)
+
+    def _progress_answered(
+        self, settings: ConnectionSettings, route: str, request: ApiRequest, data: Mapping[str, Any]
+    ) -> ImportJobProgress:
+        """The progress a route answered (remembered as the route to ask first from now on)."""
+        self._remember_route(settings, route)
+        return ImportJobProgress.from_wire(data, job_id=request.job_id)
 
     def _remember_route(self, settings: ConnectionSettings, route: str) -> None:
         if self._progress_route != route:
@@ -742,19 +617,15 @@ class MilvusImportHook(BaseHook):
         :raises MilvusImportNotFoundError: no such job.
         """
         settings = self.get_settings()
-        normalized = protocol.normalize_job_id(job_id)
         missing: MilvusImportRouteNotFoundError | None = None
-        for route in self._route_order(settings):
-            request = protocol.build_progress_request(settings, normalized, route=route, db_name=db_name)
+        for route, request in self._progress_requests(settings, job_id, db_name):
             try:
                 data = self._call(request, settings)
             except MilvusImportRouteNotFoundError as exc:
                 missing = exc
-                continue
-            self._remember_route(settings, route)
-            return ImportJobProgress.from_wire(data, job_id=normalized)
-        assert missing is not None
-        raise _clean(missing) from None
+            else:
+                return self._progress_answered(settings, route, request, data)
+        raise _no_route_answered(missing) from None
 
     def list_import_jobs(
         self, collection_name: str | None = None, *, db_name: str | None = None
@@ -820,29 +691,38 @@ class MilvusImportHook(BaseHook):
     async def aget_import_progress(self, job_id: str, *, db_name: str | None = None) -> ImportJobProgress:
         """The async twin of :meth:`get_import_progress` (one reused ``httpx.AsyncClient``)."""
         settings = await self.aget_settings()
-        normalized = protocol.normalize_job_id(job_id)
         missing: MilvusImportRouteNotFoundError | None = None
-        for route in self._route_order(settings):
-            request = protocol.build_progress_request(settings, normalized, route=route, db_name=db_name)
+        for route, request in self._progress_requests(settings, job_id, db_name):
             try:
                 data = await self._acall(request, settings)
             except MilvusImportRouteNotFoundError as exc:
                 missing = exc
-                continue
-            self._remember_route(settings, route)
-            return ImportJobProgress.from_wire(data, job_id=normalized)
-        assert missing is not None
-        raise _clean(missing) from None
+            else:
+                return self._progress_answered(settings, route, request, data)
+        raise _no_route_answered(missing) from None
 
     async def alist_import_jobs(
         self, collection_name: str | None = None, *, db_name: str | None = None
     ) -> list[ImportJobSummary]:
         """The async twin of :meth:`list_import_jobs`."""
-        settings = await self.aget_settings()
-        pager = protocol.ListPager(settings, collection_name, db_name=db_name)
-        while (request := pager.next_request()) is not None:
-            pager.feed(request, await self._acall(request, settings))
+        pager = protocol.ListPager(await self.aget_settings(), collection_name, db_name=db_name)
+        while await self.afeed_list_page(pager):
+            pass
         return pager.jobs
+
+    async def afeed_list_page(self, pager: protocol.ListPager) -> bool:
+        """
+        Fetch the next page of ``pager``'s listing (one request) and feed it to the pager, which decides
+        when the listing is complete (:attr:`protocol.ListPager.done`). A failed request leaves the pager
+        as it was, so the call can be retried.
+
+        :return: False when the listing was already complete (nothing was sent).
+        """
+        request = pager.next_request()
+        if request is None:
+            return False
+        pager.feed(request, await self._acall(request, await self.aget_settings()))
+        return True
 
     async def alist_import_jobs_page(
         self, *, db_name: str | None = None, page: int | None = None, page_size: int | None = None
@@ -867,6 +747,12 @@ class MilvusImportHook(BaseHook):
         request = protocol.build_abort_request(settings, job_id, db_name=db_name)
         await self._acall(request, settings)
         self.log.info("Aborted Milvus import job %s", request.job_id)
+
+    @property
+    def async_client_closed(self) -> bool:
+        """Whether no ``httpx.AsyncClient`` is open: none made yet, or closed by :meth:`aclose`."""
+        client = self._async_client
+        return client is None or client.is_closed
 
     async def aclose(self) -> None:
         """Close the shared ``httpx.AsyncClient`` (and the sync session)."""
