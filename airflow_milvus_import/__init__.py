@@ -9,41 +9,51 @@ __version__ = "0.1.0"
 
 __all__ = ["CONNECTION_FIELDS", "CONNECTION_FIELD_BEHAVIOUR", "__version__", "get_provider_info"]
 
+
+def _nullable_field(
+    label: str, description: str, json_type: str, *, minimum: int | None = None
+) -> dict[str, Any]:
+    """A connection-form field of an optional value (its JSON schema allows null)."""
+    schema: dict[str, Any] = {"type": [json_type, "null"]}
+    if minimum is not None:
+        schema["minimum"] = minimum
+    return {"label": label, "description": description, "schema": schema}
+
+
 #: the connection form's extra fields (Airflow 3.2+ ``conn-fields``; stored in the connection's Extra)
 CONNECTION_FIELDS: dict[str, dict[str, Any]] = {
-    "cluster_id": {
-        "label": "Cluster ID (Zilliz Cloud)",
-        "description": "Zilliz Cloud only: the cluster's id (in01-...). Leave empty for self-hosted Milvus.",
-        "schema": {"type": ["string", "null"]},
-    },
-    "db_name": {
-        "label": "Database",
-        "description": "Database used when a task names none. Empty: the server's 'default'.",
-        "schema": {"type": ["string", "null"]},
-    },
-    "timeout": {
-        "label": "Timeout (seconds)",
-        "description": "Per request, for connecting and then for the answer. Default 30.",
-        "schema": {"type": ["number", "null"], "minimum": 0},
-    },
-    "verify": {
-        "label": "Verify TLS",
-        "description": "true, false, or the path of a CA bundle (e.g. for a self-signed certificate).",
-        "schema": {"type": ["string", "null"]},
-    },
-    "max_retries": {
-        "label": "Max retries",
-        "description": "Retries of transient failures (connection errors, timeouts, 5xx, 408, 429).",
-        "schema": {"type": ["integer", "null"], "minimum": 0},
-    },
-    "rate_limit": {
-        "label": "Rate limit (requests/s)",
-        "description": (
-            "Requests per second to this endpoint, shared by every task and trigger of a process. "
-            "Default: 10 on Zilliz Cloud, none on self-hosted Milvus; 0: no limit."
-        ),
-        "schema": {"type": ["number", "null"], "minimum": 0},
-    },
+    "cluster_id": _nullable_field(
+        "Cluster ID (Zilliz Cloud)",
+        "Zilliz Cloud only: the cluster's id (in01-...). Leave empty for self-hosted Milvus.",
+        "string",
+    ),
+    "db_name": _nullable_field(
+        "Database", "Database used when a task names none. Empty: the server's 'default'.", "string"
+    ),
+    "timeout": _nullable_field(
+        "Timeout (seconds)",
+        "Per request, for connecting and then for the answer. Default 30.",
+        "number",
+        minimum=0,
+    ),
+    "verify": _nullable_field(
+        "Verify TLS",
+        "true, false, or the path of a CA bundle (e.g. for a self-signed certificate).",
+        "string",
+    ),
+    "max_retries": _nullable_field(
+        "Max retries",
+        "Retries of transient failures (connection errors, timeouts, 5xx, 408, 429).",
+        "integer",
+        minimum=0,
+    ),
+    "rate_limit": _nullable_field(
+        "Rate limit (requests/s)",
+        "Requests per second to this endpoint, shared by every task and trigger of a process. "
+        "Default: 10 on Zilliz Cloud, none on self-hosted Milvus; 0: no limit.",
+        "number",
+        minimum=0,
+    ),
 }
 
 #: which standard fields show, their labels and placeholders (Airflow 3.2+ ``ui-field-behaviour``)
@@ -122,9 +132,9 @@ def _provider_info() -> dict[str, Any]:
         "asset-uris": [
             {
                 "schemes": ["milvus", "zilliz"],
-                "handler": "airflow_milvus_import.lineage.sanitize_asset_uri",
-                "factory": "airflow_milvus_import.lineage.create_asset",
-                "to_openlineage_converter": "airflow_milvus_import.lineage.convert_asset_to_openlineage",
+                "handler": "airflow_milvus_import.assets.sanitize_asset_uri",
+                "factory": "airflow_milvus_import.assets.create_asset",
+                "to_openlineage_converter": "airflow_milvus_import.assets.convert_asset_to_openlineage",
             }
         ],
     }

@@ -269,7 +269,7 @@ def test_the_collection_uri_handlers_are_registered_under_this_airflows_key() ->
     assert other not in info
     (uris,) = info[key]
     assert uris["schemes"] == ["milvus", "zilliz"]
-    assert uris["handler"] == "airflow_milvus_import.lineage.sanitize_asset_uri"
+    assert uris["handler"] == "airflow_milvus_import.assets.sanitize_asset_uri"
 
 
 def run_airflow_cli(*args: str, env: dict[str, str] | None = None) -> Any:

@@ -22,7 +22,8 @@ from fastapi.responses import PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from airflow_milvus_import.local.execution import entry_label
-from airflow_milvus_import.local.manager import CLOUD, MILVUS, CreateRequest, JobManager
+from airflow_milvus_import.local.jobs import CreateRequest
+from airflow_milvus_import.local.manager import CLOUD, MILVUS, JobManager
 from airflow_milvus_import.local.wire import (
     CODE_ZILLIZ_PAGE_SIZE,
     NOT_FOUND_TEXT,
@@ -218,19 +219,20 @@ class ImportApi:
 
     async def milvus_commit(self, request: Request) -> Response:
         """``commit`` (2PC jobs, Milvus 3.x)."""
-        self.authorize(request, MILVUS)
-        body = parse_body(await request.body(), "JobIDReq")
-        job_id = get_id(body, "jobId", "JobIDReq", allow_number=False)
-        self._manager.commit(self._manager.find(MILVUS, job_id, for_commit=True))
+        self._manager.commit(await self._job_to_commit(request))
         return self.ok(MILVUS, {})
 
     async def milvus_abort(self, request: Request) -> Response:
         """``abort`` (Milvus 3.x)."""
+        self._manager.abort(await self._job_to_commit(request))
+        return self.ok(MILVUS, {})
+
+    async def _job_to_commit(self, request: Request) -> Job:
+        """The self-hosted job a ``commit`` / ``abort`` body names."""
         self.authorize(request, MILVUS)
         body = parse_body(await request.body(), "JobIDReq")
         job_id = get_id(body, "jobId", "JobIDReq", allow_number=False)
-        self._manager.abort(self._manager.find(MILVUS, job_id, for_commit=True))
-        return self.ok(MILVUS, {})
+        return self._manager.find(MILVUS, job_id, for_commit=True)
 
     # -- Zilliz Cloud --
 

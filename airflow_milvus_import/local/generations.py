@@ -8,7 +8,7 @@ server's own wording and the docs say so. Nothing here does I/O.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from airflow_milvus_import.local.wire import (
     CODE_IMPORT_FAILED,
@@ -128,51 +128,28 @@ class Generation:
         return raw.strip().lower() != "false"
 
 
+_MILVUS_2_4_0 = Generation(
+    name=FLAVOUR_2_4_0,
+    success_code=200,
+    describe_route=False,
+    two_phase=False,
+    create_time=False,
+    protobuf_file_names=True,
+    file_retry_state=False,
+    strict_auto_commit=False,
+    server_side_codes=False,
+)
+# Each later generation as what it changed from the one before.
+_MILVUS_2_5 = replace(
+    _MILVUS_2_4_0, name=FLAVOUR_2_5, success_code=0, describe_route=True, protobuf_file_names=False
+)
+_MILVUS_2_6 = replace(_MILVUS_2_5, name=FLAVOUR_2_6, two_phase=True, create_time=True)
+_MILVUS_3_X = replace(
+    _MILVUS_2_6, name=FLAVOUR_3_X, file_retry_state=True, strict_auto_commit=True, server_side_codes=True
+)
+
 GENERATIONS: dict[str, Generation] = {
-    FLAVOUR_2_4_0: Generation(
-        name=FLAVOUR_2_4_0,
-        success_code=200,
-        describe_route=False,
-        two_phase=False,
-        create_time=False,
-        protobuf_file_names=True,
-        file_retry_state=False,
-        strict_auto_commit=False,
-        server_side_codes=False,
-    ),
-    FLAVOUR_2_5: Generation(
-        name=FLAVOUR_2_5,
-        success_code=0,
-        describe_route=True,
-        two_phase=False,
-        create_time=False,
-        protobuf_file_names=False,
-        file_retry_state=False,
-        strict_auto_commit=False,
-        server_side_codes=False,
-    ),
-    FLAVOUR_2_6: Generation(
-        name=FLAVOUR_2_6,
-        success_code=0,
-        describe_route=True,
-        two_phase=True,
-        create_time=True,
-        protobuf_file_names=False,
-        file_retry_state=False,
-        strict_auto_commit=False,
-        server_side_codes=False,
-    ),
-    FLAVOUR_3_X: Generation(
-        name=FLAVOUR_3_X,
-        success_code=0,
-        describe_route=True,
-        two_phase=True,
-        create_time=True,
-        protobuf_file_names=False,
-        file_retry_state=True,
-        strict_auto_commit=True,
-        server_side_codes=True,
-    ),
+    known.name: known for known in (_MILVUS_2_4_0, _MILVUS_2_5, _MILVUS_2_6, _MILVUS_3_X)
 }
 
 

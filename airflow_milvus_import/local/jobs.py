@@ -99,12 +99,10 @@ class FileTask:
     complete_time: float | None = None
 
 
-@dataclass
-class Job:
-    """The record of one import job, as stored in the data dir."""
+@dataclass(kw_only=True)
+class CreateRequest:
+    """A decoded ``create`` body: what to import, and into which collection of which deployment."""
 
-    job_id: str
-    seq: int
     flavour: str
     cluster_id: str
     db_name: str
@@ -112,6 +110,15 @@ class Job:
     partition_name: str
     files: list[list[str]]
     options: dict[str, str]
+    volume_name: str = ""
+
+
+@dataclass(kw_only=True)
+class Job(CreateRequest):
+    """The record of one import job, as stored in the data dir: its request, and how far it got."""
+
+    job_id: str
+    seq: int
     create_time: float
     auto_commit: bool = True
     duration: float = 0.0
@@ -125,7 +132,6 @@ class Job:
     tasks_visible: bool = False
     timeout_at: float | None = None
     ready_time: float | None = None
-    volume_name: str = ""
     show_retry: bool = False
 
     @property

@@ -11,7 +11,6 @@ import logging
 import math
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +18,7 @@ from airflow_milvus_import.local.execution import ABORTED_REASON, JobExecutor
 from airflow_milvus_import.local.generations import FLAVOUR_2_6, GENERATIONS, generation
 from airflow_milvus_import.local.importer import Bucket, ImportFileError, PathError, file_kind
 from airflow_milvus_import.local.jobs import (
+    CreateRequest,
     FileTask,
     Job,
     JobIdAllocator,
@@ -59,20 +59,6 @@ OPTION_RETRY = "local.retry"
 OPTION_TIMEOUT = "timeout"
 VOLUMES_DIR = "volumes"
 _TERMINAL = frozenset({JobState.COMPLETED, JobState.FAILED})
-
-
-@dataclass(frozen=True)
-class CreateRequest:
-    """A decoded ``create`` body."""
-
-    flavour: str
-    cluster_id: str
-    db_name: str
-    collection_name: str
-    partition_name: str
-    files: list[list[str]]
-    options: dict[str, str]
-    volume_name: str = ""
 
 
 def _timeout(options: dict[str, str]) -> float | None:
@@ -240,21 +226,14 @@ class JobManager:
         with self.lock:
             self._seq += 1
             job = Job(
+                **vars(request),
                 job_id=self._ids.numeric() if request.flavour == MILVUS else self._new_cloud_id(),
                 seq=self._seq,
-                flavour=request.flavour,
-                cluster_id=request.cluster_id,
-                db_name=request.db_name,
-                collection_name=request.collection_name,
-                partition_name=request.partition_name,
-                files=request.files,
-                options=request.options,
                 create_time=time.time(),
                 auto_commit=auto_commit,
                 duration=duration,
                 injected_failure=request.options.get(OPTION_FAIL) or None,
                 stalled=self._stalls(request.collection_name),
-                volume_name=request.volume_name,
                 show_retry=show_retry,
             )
             if timeout is not None:
