@@ -3,7 +3,7 @@ Bad input, one table: what each mistake gives a user (the exception class, a mes
 and the job or collection) and what it never gives (the token, a KeyError, a chain of wrapped tracebacks,
 a hang).
 
-The rows are the README's troubleshooting table (``dev-notes/troubleshooting.md``). Rows that need an exact
+The rows are the README's troubleshooting table (``docs/troubleshooting.md``). Rows that need an exact
 answer from a server run against pytest-httpserver on 127.0.0.1 (``tests.wire_server.FakeImportServer``);
 rows about real behaviour run against the project's local import server, started with ``SENTINEL_TOKEN`` as
 its required token. Every connection carries ``SENTINEL_TOKEN`` as its password, so every message is also a
