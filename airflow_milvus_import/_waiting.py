@@ -33,9 +33,9 @@ import functools
 import json
 import math
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 from airflow_milvus_import import exceptions as _exceptions
 from airflow_milvus_import.exceptions import (
@@ -48,7 +48,11 @@ from airflow_milvus_import.models import ImportJobProgress, ImportJobState, pars
 __all__ = [
     "DEFAULT_ERROR_TOLERANCE_SECONDS",
     "DEFAULT_MAX_CONSECUTIVE_ERRORS",
+    "FailedPoll",
+    "FailureWording",
     "JobWaitTracker",
+    "PollLog",
+    "PollRound",
     "ProgressHistory",
     "ProgressRate",
     "WaitResult",
@@ -796,3 +800,143 @@ class JobWaitTracker:
             )
         totals = f"{format_count(rows)} rows from {files} file(s){note}"
         return f"All {len(done)} Milvus import jobs finished: {totals}"
+
+    def earliest_tolerance_left(self, now: float) -> float | None:
+        """Seconds until the first failing pending job uses up its error tolerance (None: none failing)."""
+        lefts = [self.tolerance_left(job_id, now) for job_id in self.pending_job_ids()]
+        known = [left for left in lefts if left is not None]
+        return max(0.0, min(known)) if known else None
+
+
+# --------------------------------------------------------------------------------------------------------
+# One round of polls
+
+
+class PollLog(Protocol):
+    """The logger a poll round writes to (a task's or a trigger's ``self.log``)."""
+
+    def info(self, msg: Any, /, *args: Any) -> Any: ...
+
+    def warning(self, msg: Any, /, *args: Any) -> Any: ...
+
+
+@dataclass(frozen=True)
+class FailedPoll:
+    """
+    A poll of one job that raised, as recorded by :meth:`PollRound.record`.
+
+    :param job_id: the job polled.
+    :param error: what the poll raised.
+    :param failures: the job's failed polls in a row so far, this one included.
+    :param failing_for: seconds from the first to this failed poll of the current run of failures.
+    :param error_tolerance: the wait's error tolerance, in seconds.
+    """
+
+    job_id: str
+    error: BaseException
+    failures: int
+    failing_for: float
+    error_tolerance: float
+
+    @property
+    def transient(self) -> bool:
+        """Whether the wait goes on (a transient error) rather than ending at the next evaluate."""
+        return bool(getattr(self.error, "transient", False))
+
+    @property
+    def error_text(self) -> tuple[str, BaseException]:
+        """``(class name, error)``: the ``%s: %s`` tail of a failed-poll log line."""
+        return type(self.error).__name__, self.error
+
+    def counts(self) -> tuple[str, int, str, str]:
+        """``(job id, failures, failing for, tolerance)``: the arguments a failed-poll line starts with."""
+        return (
+            self.job_id,
+            self.failures,
+            format_duration(self.failing_for),
+            format_duration(self.error_tolerance),
+        )
+
+
+#: how a waiter words a transient failed poll: the ``(message, *args)`` of its warning
+FailureWording = Callable[[FailedPoll], Sequence[Any]]
+
+
+class PollRound:
+    """
+    One round of polls of a wait, shared by the sensor, the import operator and the trigger.
+
+    Each answer (a progress, or the exception the poll raised) goes to :meth:`record`: the tracker learns
+    it, a transient failure is logged as the waiter words it, a progress is logged as its progress line.
+    :meth:`end` logs the summary line of a wait on several jobs and returns the outcome so far.
+
+    :param tracker: the wait's state.
+    :param log: where the lines go.
+    :param failure_wording: the warning of a transient failed poll; None logs none (the waiter ends
+        the wait itself).
+    :param show_line: whether a job's progress line is logged this round (default: always).
+    :param hold_lines: log the progress lines at :meth:`end` rather than as they come.
+    """
+
+    def __init__(
+        self,
+        tracker: JobWaitTracker,
+        log: PollLog,
+        *,
+        failure_wording: FailureWording | None,
+        show_line: Callable[[str, ImportJobProgress], bool] | None = None,
+        hold_lines: bool = False,
+    ) -> None:
+        self.tracker = tracker
+        self._log = log
+        self._failure_wording = failure_wording
+        self._show_line = show_line
+        self._hold_lines = hold_lines
+        self._lines: list[str] = []
+
+    def record(
+        self,
+        job_id: str,
+        answer: ImportJobProgress | BaseException,
+        *,
+        sent_at: float,
+        answered_at: float,
+    ) -> FailedPoll | None:
+        """
+        Record one poll's answer; returns what failed, if it did.
+
+        :param sent_at: when the poll was sent (a failed poll counts from then, not from the end of its
+            retries), on the tracker's monotonic clock.
+        :param answered_at: when the answer came, on the same clock.
+        """
+        tracker = self.tracker
+        if isinstance(answer, BaseException):
+            failed = FailedPoll(
+                job_id=job_id,
+                error=answer,
+                failures=tracker.record_error(job_id, answer, sent_at),
+                failing_for=tracker.failing_for(job_id),
+                error_tolerance=tracker.error_tolerance,
+            )
+            if failed.transient and self._failure_wording is not None:
+                message, *args = self._failure_wording(failed)
+                self._log.warning(message, *args)
+            return failed
+        rate = tracker.record_progress(job_id, answer, answered_at)
+        if self._show_line is None or self._show_line(job_id, answer):
+            line = format_progress_line(answer, rate)
+            if self._hold_lines:
+                self._lines.append(line)
+            else:
+                self._log.info("%s", line)
+        return None
+
+    def end(self) -> WaitResult | None:
+        """Log the held lines and, for several jobs, the summary line; the outcome so far (None: wait on)."""
+        tracker = self.tracker
+        for line in self._lines:
+            self._log.info("%s", line)
+        self._lines.clear()
+        if len(tracker.job_ids) > 1:
+            self._log.info("%s", format_summary_line(tracker.job_ids, tracker.latest, tracker.rates()))
+        return tracker.evaluate()

@@ -30,7 +30,7 @@ from airflow.providers.common.compat.sdk import BaseOperator, conf
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperatorLink, Context
 
-    from airflow_milvus_import._waiting import JobWaitTracker, WaitResult
+    from airflow_milvus_import._waiting import FailedPoll, WaitResult
     from airflow_milvus_import.hooks.milvus_import import MilvusImportHook
     from airflow_milvus_import.lineage import LineageTarget
     from airflow_milvus_import.models import ImportJobProgress, ImportJobState, ImportJobSummary
@@ -225,6 +225,14 @@ def import_request_fingerprint(
 
 def _sent_paths(progress: ImportJobProgress) -> set[str]:
     return {path for detail in progress.details for path in detail.files}
+
+
+def _failed_poll_warning(failed: FailedPoll) -> tuple[Any, ...]:
+    return (
+        "Poll of import job %s failed (%d in a row, failing for %s of the %s tolerated): %s",
+        *failed.counts(),
+        failed.error,
+    )
 
 
 def _literal(value: Any) -> str | None:
@@ -604,7 +612,7 @@ class MilvusBulkImportOperator(BaseOperator):
 
     def _wait(self, hook: MilvusImportHook, job_id: str, end_time: float) -> dict[str, Any]:
         """Check once; defer if the job is still running and deferrable, else poll here until it ends."""
-        from airflow_milvus_import._waiting import JobWaitTracker, format_duration
+        from airflow_milvus_import._waiting import JobWaitTracker, PollRound, format_duration
         from airflow_milvus_import.exceptions import MilvusImportError
 
         tracker = JobWaitTracker(
@@ -626,34 +634,20 @@ class MilvusBulkImportOperator(BaseOperator):
                 if left is not None:  # failing polls: poll again when the tolerance runs out, not later
                     sleep = min(sleep, max(0.0, left))
                 time.sleep(sleep)
+            poll_round = PollRound(tracker, self.log, failure_wording=_failed_poll_warning)
             sent_at = time.monotonic()
+            answer: ImportJobProgress | MilvusImportError
             try:
-                progress = hook.get_import_progress(job_id, db_name=self.db_name)
+                answer = hook.get_import_progress(job_id, db_name=self.db_name)
             except MilvusImportError as error:
-                failures = tracker.record_error(job_id, error, sent_at)
-                if error.transient:
-                    self.log.warning(
-                        "Poll of import job %s failed (%d in a row, failing for %s of the %s tolerated): %s",
-                        job_id,
-                        failures,
-                        format_duration(tracker.failing_for(job_id)),
-                        format_duration(self.error_tolerance),
-                        error,
-                    )
-            else:
-                self._log_progress(tracker, job_id, progress)
-            result = tracker.evaluate()
+                answer = error
+            poll_round.record(job_id, answer, sent_at=sent_at, answered_at=time.monotonic())
+            result = poll_round.end()
             if result is not None:
                 return self._finish(result)
             if first_poll and self.deferrable:
                 self._defer(job_id, end_time)
             first_poll = False
-
-    def _log_progress(self, tracker: JobWaitTracker, job_id: str, progress: ImportJobProgress) -> None:
-        from airflow_milvus_import._waiting import format_progress_line
-
-        rate = tracker.record_progress(job_id, progress, time.monotonic())
-        self.log.info("%s", format_progress_line(progress, rate))
 
     def _finish(self, result: WaitResult) -> dict[str, Any]:
         """Return the job's final progress, or raise what an unsuccessful wait means."""

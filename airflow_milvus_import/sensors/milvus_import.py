@@ -18,12 +18,11 @@ from airflow_milvus_import._waiting import (
     DEFAULT_ERROR_TOLERANCE_SECONDS,
     DEFAULT_MAX_CONSECUTIVE_ERRORS,
     JobWaitTracker,
+    PollRound,
     WaitResult,
     WaitStatus,
     exception_for_result,
     format_duration,
-    format_progress_line,
-    format_summary_line,
     job_ids_given_as_list,
     parse_error_tolerance,
 )
@@ -34,8 +33,10 @@ if TYPE_CHECKING:
 
     from airflow.sdk import BaseOperatorLink, Context
 
+    from airflow_milvus_import._waiting import FailedPoll
     from airflow_milvus_import.hooks.milvus_import import MilvusImportHook
     from airflow_milvus_import.lineage import LineageTarget
+    from airflow_milvus_import.models import ImportJobProgress
 
 __all__ = ["JOB_IDS_FROM_TRIGGERING_ASSET_EVENTS", "MilvusImportJobSensor"]
 
@@ -54,6 +55,14 @@ DEFAULT_CONN_ID = "milvus_import_default"
 #: poke interval (seconds) when neither ``poll_interval`` nor ``poke_interval`` is given (deferrable and
 #: poke mode; reschedule mode keeps Airflow's default, as each reschedule costs the scheduler a round trip)
 DEFAULT_POLL_INTERVAL = 10.0
+
+
+def _failed_check_warning(failed: FailedPoll) -> tuple[Any, ...]:
+    return (
+        "Check of Milvus import job %s failed (%d in a row, failing for %s of the %s tolerated): %s: %s",
+        *failed.counts(),
+        *failed.error_text,
+    )
 
 
 class MilvusImportJobSensor(BaseSensorOperator):
@@ -232,10 +241,8 @@ class MilvusImportJobSensor(BaseSensorOperator):
         tracker = self._tracker
         if tracker is None or self._checks_start_fresh:
             return interval
-        now = time.monotonic()
-        lefts = [tracker.tolerance_left(job_id, now) for job_id in tracker.pending_job_ids()]
-        known = [max(0.0, left) for left in lefts if left is not None]
-        return min([interval, *known])
+        left = tracker.earliest_tolerance_left(time.monotonic())
+        return interval if left is None else min(interval, left)
 
     @property
     def _single_job(self) -> bool:
@@ -257,37 +264,24 @@ class MilvusImportJobSensor(BaseSensorOperator):
     def _poll_round(self, tracker: JobWaitTracker) -> WaitResult | None:
         """Check every unfinished job once (sync hook, with its own retries); the outcome, if any yet."""
         hook = self._get_hook()
-        pending = tracker.pending_job_ids()
-        for job_id in pending:
+        # Reschedule mode ends the try at a transient failure instead of logging it and waiting on.
+        wording = None if self._checks_start_fresh else _failed_check_warning
+        poll_round = PollRound(tracker, self.log, failure_wording=wording)
+        for job_id in tracker.pending_job_ids():
             sent_at = time.monotonic()
+            answer: ImportJobProgress | MilvusImportError
             try:
-                progress = hook.get_import_progress(job_id, db_name=self.db_name)
+                answer = hook.get_import_progress(job_id, db_name=self.db_name)
             except MilvusImportError as error:
-                # counted from when the check was sent, not from the end of the hook's retries
-                failures = tracker.record_error(job_id, error, sent_at)
-                if error.transient and self._checks_start_fresh:
-                    return tracker.result(
-                        WaitStatus.ERROR,
-                        f"Check of Milvus import job {job_id} failed after the connection's retries "
-                        f"(reschedule mode: the task's retries apply): {error}",
-                    )
-                if error.transient:
-                    self.log.warning(
-                        "Check of Milvus import job %s failed (%d in a row, failing for %s of the %s "
-                        "tolerated): %s: %s",
-                        job_id,
-                        failures,
-                        format_duration(tracker.failing_for(job_id)),
-                        format_duration(tracker.error_tolerance),
-                        type(error).__name__,
-                        error,
-                    )
-                continue
-            rate = tracker.record_progress(job_id, progress, time.monotonic())
-            self.log.info("%s", format_progress_line(progress, rate))
-        if len(tracker.job_ids) > 1:
-            self.log.info("%s", format_summary_line(tracker.job_ids, tracker.latest, tracker.rates()))
-        return tracker.evaluate()
+                answer = error
+            failed = poll_round.record(job_id, answer, sent_at=sent_at, answered_at=time.monotonic())
+            if failed is not None and failed.transient and self._checks_start_fresh:
+                return tracker.result(
+                    WaitStatus.ERROR,
+                    f"Check of Milvus import job {job_id} failed after the connection's retries "
+                    f"(reschedule mode: the task's retries apply): {failed.error}",
+                )
+        return poll_round.end()
 
     def _finish(self, result: WaitResult) -> Any:
         """The XCom value of a successful wait; otherwise raise what the outcome calls for."""
