@@ -136,7 +136,7 @@ def _job_ids(operator: Any) -> list[str]:
     given = getattr(operator, "job_id", None)
     if given is None:
         return []
-    from airflow_milvus_import._waiting import normalize_job_ids
+    from airflow_milvus_import.arguments import normalize_job_ids
 
     try:
         job_ids = normalize_job_ids(given)

@@ -30,10 +30,11 @@ from airflow.providers.common.compat.sdk import BaseOperator, conf
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperatorLink, Context
 
-    from airflow_milvus_import._waiting import FailedPoll, WaitResult
     from airflow_milvus_import.hooks.milvus_import import MilvusImportHook
     from airflow_milvus_import.lineage import LineageTarget
     from airflow_milvus_import.models import ImportJobProgress, ImportJobState, ImportJobSummary
+    from airflow_milvus_import.waiting.events import WaitResult
+    from airflow_milvus_import.waiting.tracker import FailedPoll
 
 __all__ = [
     "MilvusBulkImportOperator",
@@ -49,8 +50,8 @@ __all__ = [
 
 #: The default wait deadline: a week, as for Airflow's sensors. Import jobs have no server-side timeout.
 DEFAULT_WAIT_TIMEOUT = timedelta(days=7)
-#: how long a wait tolerates failing polls by default (``_waiting.DEFAULT_ERROR_TOLERANCE_SECONDS``; not
-#: imported: DAG files import this module)
+#: how long a wait tolerates failing polls by default (``waiting.tracker.DEFAULT_ERROR_TOLERANCE_SECONDS``;
+#: not imported: DAG files import this module)
 DEFAULT_ERROR_TOLERANCE = timedelta(minutes=10)
 #: the task state store key of the job a try created (renaming it breaks retries of running tasks)
 TASK_STATE_JOB_KEY = "milvus_import_job"
@@ -612,8 +613,9 @@ class MilvusBulkImportOperator(BaseOperator):
 
     def _wait(self, hook: MilvusImportHook, job_id: str, end_time: float) -> dict[str, Any]:
         """Check once; defer if the job is still running and deferrable, else poll here until it ends."""
-        from airflow_milvus_import._waiting import JobWaitTracker, PollRound, format_duration
         from airflow_milvus_import.exceptions import MilvusImportError
+        from airflow_milvus_import.waiting.messages import format_duration
+        from airflow_milvus_import.waiting.tracker import JobWaitTracker, PollRound
 
         tracker = JobWaitTracker(
             [job_id],
@@ -651,7 +653,7 @@ class MilvusBulkImportOperator(BaseOperator):
 
     def _finish(self, result: WaitResult) -> dict[str, Any]:
         """Return the job's final progress, or raise what an unsuccessful wait means."""
-        from airflow_milvus_import._waiting import exception_for_result
+        from airflow_milvus_import.waiting.events import exception_for_result
 
         self._jobs_seen = [progress.to_dict() for progress in result.jobs]
         error = exception_for_result(result)
@@ -664,8 +666,8 @@ class MilvusBulkImportOperator(BaseOperator):
 
     def _defer(self, job_id: str, end_time: float) -> None:
         from airflow_milvus_import import compat
-        from airflow_milvus_import._waiting import format_duration
         from airflow_milvus_import.triggers.milvus_import import MilvusImportJobTrigger
+        from airflow_milvus_import.waiting.messages import format_duration
 
         if self._two_phase and not compat.HAS_TRIGGER_ON_KILL:
             compat.log_unavailable_once("trigger on_kill", self.log)
@@ -694,7 +696,7 @@ class MilvusBulkImportOperator(BaseOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         """Resume after the trigger's event: the final progress, or the error the event describes."""
-        from airflow_milvus_import._waiting import WaitResult
+        from airflow_milvus_import.waiting.events import WaitResult
 
         self._ran = True
         result = WaitResult.from_event(event)

@@ -14,29 +14,26 @@ from airflow.providers.common.compat.sdk import (
     conf,
 )
 
-from airflow_milvus_import._waiting import (
+from airflow_milvus_import.arguments import job_ids_given_as_list, parse_error_tolerance
+from airflow_milvus_import.exceptions import MilvusImportError
+from airflow_milvus_import.waiting.events import WaitResult, WaitStatus, exception_for_result
+from airflow_milvus_import.waiting.messages import format_duration
+from airflow_milvus_import.waiting.tracker import (
     DEFAULT_ERROR_TOLERANCE_SECONDS,
     DEFAULT_MAX_CONSECUTIVE_ERRORS,
     JobWaitTracker,
     PollRound,
-    WaitResult,
-    WaitStatus,
-    exception_for_result,
-    format_duration,
-    job_ids_given_as_list,
-    parse_error_tolerance,
 )
-from airflow_milvus_import.exceptions import MilvusImportError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from airflow.sdk import BaseOperatorLink, Context
 
-    from airflow_milvus_import._waiting import FailedPoll
     from airflow_milvus_import.hooks.milvus_import import MilvusImportHook
     from airflow_milvus_import.lineage import LineageTarget
     from airflow_milvus_import.models import ImportJobProgress
+    from airflow_milvus_import.waiting.tracker import FailedPoll
 
 __all__ = ["JOB_IDS_FROM_TRIGGERING_ASSET_EVENTS", "MilvusImportJobSensor"]
 

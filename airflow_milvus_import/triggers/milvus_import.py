@@ -11,22 +11,21 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_milvus_import._waiting import (
+from airflow_milvus_import.arguments import normalize_job_ids
+from airflow_milvus_import.waiting.events import WaitResult, WaitStatus
+from airflow_milvus_import.waiting.messages import format_duration
+from airflow_milvus_import.waiting.tracker import (
     DEFAULT_ERROR_TOLERANCE_SECONDS,
     DEFAULT_MAX_CONSECUTIVE_ERRORS,
     JobWaitTracker,
     PollRound,
-    WaitResult,
-    WaitStatus,
-    format_duration,
-    normalize_job_ids,
 )
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
 
-    from airflow_milvus_import._waiting import FailedPoll
     from airflow_milvus_import.models import ImportJobProgress
+    from airflow_milvus_import.waiting.tracker import FailedPoll
 
 __all__ = ["MilvusImportJobTrigger", "next_poll_delay"]
 
@@ -119,7 +118,7 @@ class MilvusImportJobTrigger(BaseTrigger):
     Fully async (the hook's httpx path; the connection is read with ``BaseHook.aget_connection``). The
     event payload is ``{"status": "success" | "failed" | "timeout" | "error", "message": str,
     "job_ids": [str, ...], "jobs": [ImportJobProgress.to_dict(), ...]}`` (``jobs``: the last progress seen
-    of each job, where one was seen). Outcome rules (see :mod:`airflow_milvus_import._waiting`):
+    of each job, where one was seen). Outcome rules (see :mod:`airflow_milvus_import.waiting.tracker`):
 
     - ``success``: every job ``Completed`` (or ``Uncommitted`` with ``accept_uncommitted``);
     - ``failed``: as soon as any job is ``Failed`` (fail fast: the other jobs are not waited for);
