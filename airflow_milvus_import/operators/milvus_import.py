@@ -30,6 +30,7 @@ from airflow.providers.common.compat.sdk import BaseOperator, conf
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperatorLink, Context
 
+    from airflow_milvus_import.arguments import normalize_files
     from airflow_milvus_import.hooks.milvus_import import MilvusImportHook
     from airflow_milvus_import.lineage import LineageTarget
     from airflow_milvus_import.models import ImportJobProgress, ImportJobState, ImportJobSummary
@@ -48,6 +49,16 @@ __all__ = [
 ]
 
 
+def __getattr__(name: str) -> Any:
+    """``normalize_files`` still imports from here; it lives in :mod:`airflow_milvus_import.arguments`
+    (loaded on first use: DAG files import this module)."""
+    if name == "normalize_files":
+        from airflow_milvus_import.arguments import normalize_files
+
+        return normalize_files
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 #: The default wait deadline: a week, as for Airflow's sensors. Import jobs have no server-side timeout.
 DEFAULT_WAIT_TIMEOUT = timedelta(days=7)
 #: how long a wait tolerates failing polls by default (``waiting.tracker.DEFAULT_ERROR_TOLERANCE_SECONDS``;
@@ -59,77 +70,6 @@ TASK_STATE_JOB_KEY = "milvus_import_job"
 MAX_JOBS_EXAMINED_ON_RETRY = 20
 
 FilesArgument = str | os.PathLike[str] | Sequence[str | os.PathLike[str] | Sequence[str | os.PathLike[str]]]
-
-
-def normalize_files(files: Any, *, argument: str = "files") -> list[list[str]]:
-    """
-    Turn what users pass as ``files`` into the list of lists the create route wants.
-
-    Accepted forms:
-
-    * a list of lists (what pymilvus' ``BulkWriter.batch_files`` returns): each inner list is one file, or
-      the column files of one NumPy column set;
-    * a flat list of paths: one file each, except that a flat list of ``.npy`` files that all sit in one
-      folder is one NumPy column set (a single ``.npy`` file cannot be imported alone), so mapping over
-      ``batch_files`` (``.expand(files=writer.batch_files)``) works for every format;
-    * one path (``str`` or ``os.PathLike``);
-    * the text of a Python / JSON list (what a Jinja template renders from a list).
-
-    :param argument: the argument's name, for error messages.
-    :raises ValueError: empty input, or an entry that is not a path.
-    """
-    value = _literal_list(files) if isinstance(files, str) else files
-    if isinstance(value, (str, os.PathLike)):
-        return [[_path(value, argument)]]
-    if not isinstance(value, Sequence) or isinstance(value, (bytes, bytearray)):
-        raise ValueError(
-            f"{argument} must be a path, a list of paths or a list of lists of paths; "
-            f"got {type(files).__name__}"
-        )
-    items = list(value)
-    if not items:
-        raise ValueError(f"{argument} is empty: name at least one file to import")
-    if all(isinstance(item, (str, os.PathLike)) for item in items):
-        paths = [_path(item, argument) for item in items]
-        if len(paths) > 1 and all(path.lower().endswith(".npy") for path in paths):
-            folders = {path.rsplit("/", 1)[0] if "/" in path else "" for path in paths}
-            if len(folders) == 1:
-                return [paths]
-        return [[path] for path in paths]
-    batches: list[list[str]] = []
-    for index, item in enumerate(items):
-        if isinstance(item, (str, os.PathLike)):
-            batches.append([_path(item, argument)])
-        elif isinstance(item, Sequence) and not isinstance(item, (bytes, bytearray)):
-            batch = [_path(path, f"{argument}[{index}]") for path in item]
-            if not batch:
-                raise ValueError(f"{argument}[{index}] is an empty list: each entry names at least one file")
-            batches.append(batch)
-        else:
-            raise ValueError(
-                f"{argument}[{index}] must be a path or a list of paths; got {type(item).__name__}: {item!r}"
-            )
-    return batches
-
-
-def _literal_list(text: str) -> Any:
-    stripped = text.strip()
-    if not stripped.startswith("["):
-        return text
-    for parse in (json.loads, ast.literal_eval):
-        try:
-            return parse(stripped)
-        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-            continue
-    return text
-
-
-def _path(value: Any, argument: str) -> str:
-    if isinstance(value, os.PathLike):
-        value = os.fspath(value)
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"{argument} must hold non-empty paths; got {value!r}")
-    return value.strip()
 
 
 def stringify_options(options: Mapping[str, Any] | str | None) -> dict[str, str]:
@@ -864,6 +804,8 @@ class MilvusBulkImportOperator(BaseOperator):
         return MilvusImportHook(milvus_import_conn_id=self.milvus_import_conn_id)
 
     def _files_to_send(self) -> tuple[list[list[str]] | None, list[list[str]] | None]:
+        from airflow_milvus_import import arguments
+
         has_files = self.files is not None and self.files != ""
         has_urls = self.object_urls is not None and self.object_urls != ""
         if has_files and has_urls:
@@ -873,13 +815,13 @@ class MilvusBulkImportOperator(BaseOperator):
                 "no data to import: give files (self-hosted Milvus) or object_urls (Zilliz Cloud)"
             )
         if has_urls:
-            return None, normalize_files(self.object_urls, argument="object_urls")
+            return None, arguments.normalize_files(self.object_urls, argument="object_urls")
         if self.storage_conn_id:
             raise ValueError(
                 "storage_conn_id is for Zilliz Cloud's object_urls; self-hosted Milvus reads files from its "
                 "own bucket with its own credentials"
             )
-        return normalize_files(self.files), None
+        return arguments.normalize_files(self.files), None
 
     def _storage_credentials(self) -> dict[str, str] | None:
         if not self.storage_conn_id:
@@ -936,7 +878,9 @@ def parse_states(states: str | Iterable[str] | None) -> frozenset[ImportJobState
     if states is None:
         return None
     if isinstance(states, str):
-        parsed = _literal_list(states)
+        from airflow_milvus_import.arguments import literal_list
+
+        parsed = literal_list(states)
         names: list[Any] = list(parsed) if isinstance(parsed, list) else parsed.split(",")
     else:
         names = list(states)

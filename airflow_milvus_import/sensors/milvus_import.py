@@ -14,7 +14,11 @@ from airflow.providers.common.compat.sdk import (
     conf,
 )
 
-from airflow_milvus_import.arguments import job_ids_given_as_list, parse_error_tolerance
+from airflow_milvus_import.arguments import (
+    check_max_consecutive_errors,
+    job_ids_given_as_list,
+    parse_error_tolerance,
+)
 from airflow_milvus_import.exceptions import MilvusImportError
 from airflow_milvus_import.waiting.events import WaitResult, WaitStatus, exception_for_result
 from airflow_milvus_import.waiting.messages import format_duration
@@ -123,10 +127,7 @@ class MilvusImportJobSensor(BaseSensorOperator):
         elif "poke_interval" not in kwargs and kwargs.get("mode", "poke") != "reschedule":
             kwargs["poke_interval"] = DEFAULT_POLL_INTERVAL
         super().__init__(**kwargs)
-        if isinstance(max_consecutive_errors, bool) or not isinstance(max_consecutive_errors, int):
-            raise TypeError("max_consecutive_errors must be an integer")
-        if max_consecutive_errors < 1:
-            raise ValueError(f"max_consecutive_errors must be at least 1, got {max_consecutive_errors}")
+        check_max_consecutive_errors(max_consecutive_errors)
         self.job_id = job_id
         self.milvus_import_conn_id = milvus_import_conn_id
         self.db_name = db_name

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_milvus_import.arguments import normalize_job_ids
+from airflow_milvus_import.arguments import check_conn_id, normalize_job_ids
 from airflow_milvus_import.waiting.events import WaitResult, WaitStatus
 from airflow_milvus_import.waiting.messages import format_duration
 from airflow_milvus_import.waiting.tracker import (
@@ -171,8 +171,7 @@ class MilvusImportJobTrigger(BaseTrigger):
         error_tolerance: Any = DEFAULT_ERROR_TOLERANCE_SECONDS,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
-        if not isinstance(milvus_import_conn_id, str) or not milvus_import_conn_id.strip():
-            raise ValueError("milvus_import_conn_id must be a non-empty string")
+        check_conn_id(milvus_import_conn_id)
         if isinstance(poll_interval, bool) or not isinstance(poll_interval, (int, float)):
             raise TypeError(f"poll_interval must be a number of seconds, got {poll_interval!r}")
         if not math.isfinite(poll_interval) or poll_interval <= 0:

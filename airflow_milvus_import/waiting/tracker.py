@@ -23,7 +23,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from airflow_milvus_import.arguments import normalize_job_ids, parse_error_tolerance
+from airflow_milvus_import.arguments import (
+    check_max_consecutive_errors,
+    normalize_job_ids,
+    parse_error_tolerance,
+)
 from airflow_milvus_import.exceptions import MilvusImportError
 from airflow_milvus_import.models import ImportJobProgress, ImportJobState
 from airflow_milvus_import.waiting.events import (
@@ -98,10 +102,7 @@ class JobWaitTracker:
         endpoint: str | None = None,
     ) -> None:
         self.error_tolerance = parse_error_tolerance(error_tolerance)
-        if isinstance(max_consecutive_errors, bool) or not isinstance(max_consecutive_errors, int):
-            raise TypeError("max_consecutive_errors must be an integer")
-        if max_consecutive_errors < 1:
-            raise ValueError(f"max_consecutive_errors must be at least 1, got {max_consecutive_errors}")
+        check_max_consecutive_errors(max_consecutive_errors)
         self.job_ids: tuple[str, ...] = tuple(normalize_job_ids(job_ids))
         self.accept_uncommitted = accept_uncommitted
         self.max_consecutive_errors = max_consecutive_errors
