@@ -27,13 +27,16 @@ from typing import TYPE_CHECKING, Any, cast
 
 from airflow.providers.common.compat.sdk import BaseOperator, conf
 
+from airflow_milvus_import.operators import ImportJobTask
+
 if TYPE_CHECKING:
-    from airflow.sdk import BaseOperatorLink, Context
+    from airflow.sdk import Context
 
     from airflow_milvus_import.arguments import normalize_files
     from airflow_milvus_import.hooks.milvus_import import MilvusImportHook
     from airflow_milvus_import.lineage import LineageTarget
     from airflow_milvus_import.models import ImportJobProgress, ImportJobState, ImportJobSummary
+    from airflow_milvus_import.operators import LineageInputs
     from airflow_milvus_import.waiting.events import WaitResult
     from airflow_milvus_import.waiting.tracker import FailedPoll
 
@@ -176,6 +179,25 @@ def _failed_poll_warning(failed: FailedPoll) -> tuple[Any, ...]:
     )
 
 
+def _lineage_arguments(
+    *,
+    jobs: list[dict[str, Any]],
+    job_id: Any,
+    files: list[list[str]] | None,
+    collection_name: Any,
+    db_name: Any,
+    volume_name: Any,
+) -> dict[str, Any]:
+    return {
+        "jobs": jobs,
+        "job_ids": [str(job_id)] if job_id is not None else [],
+        "files": files,
+        "collection_name": _literal(collection_name),
+        "db_name": _literal(db_name),
+        "volume_name": _literal(volume_name),
+    }
+
+
 def _literal(value: Any) -> str | None:
     """A rendered text argument, or None for an empty or (on a never-run task object) unrendered one."""
     if isinstance(value, str) and value.strip() and "{{" not in value and "{%" not in value:
@@ -183,7 +205,7 @@ def _literal(value: Any) -> str | None:
     return None
 
 
-class MilvusBulkImportOperator(BaseOperator):
+class MilvusBulkImportOperator(ImportJobTask, BaseOperator):  # type: ignore[misc]  # links: a property
     """
     Create a bulk-import job on Milvus or Zilliz Cloud and (by default) wait until it ends.
 
@@ -270,6 +292,7 @@ class MilvusBulkImportOperator(BaseOperator):
         "storage_conn_id",
     )
     template_fields_renderers = {"files": "json", "object_urls": "json", "options": "json"}
+    lineage_needs = "Lineage and asset events"
     ui_color = "#e7f3ff"
 
     def __init__(
@@ -316,16 +339,7 @@ class MilvusBulkImportOperator(BaseOperator):
         self._two_phase = False
         # What this process learnt about the import, for lineage, links and asset events.
         self._sent_files: list[list[str]] | None = None
-        self._jobs_seen: list[dict[str, Any]] | None = None
-        self._lineage_target: LineageTarget | None = None
-        self._ran = False
-
-    @property
-    def operator_extra_links(self) -> tuple[BaseOperatorLink, ...]:  # type: ignore[override]
-        """The "Milvus import job" console link (imported on use: DAG files import this module)."""
-        from airflow_milvus_import.links import MilvusImportJobLink
-
-        return (MilvusImportJobLink(),)
+        self._start_import_task()
 
     def execute(self, context: Context) -> dict[str, Any] | str:
         from airflow_milvus_import.exceptions import MilvusImportRequestError
@@ -555,15 +569,9 @@ class MilvusBulkImportOperator(BaseOperator):
         """Check once; defer if the job is still running and deferrable, else poll here until it ends."""
         from airflow_milvus_import.exceptions import MilvusImportError
         from airflow_milvus_import.waiting.messages import format_duration
-        from airflow_milvus_import.waiting.tracker import JobWaitTracker, PollRound
+        from airflow_milvus_import.waiting.tracker import PollRound
 
-        tracker = JobWaitTracker(
-            [job_id],
-            accept_uncommitted=self.accept_uncommitted,
-            max_consecutive_errors=self.max_consecutive_errors,
-            error_tolerance=self.error_tolerance,
-            conn_id=self.milvus_import_conn_id,
-        )
+        tracker = self._wait_tracker([job_id])
         first_poll = True
         while True:
             if not first_poll:
@@ -595,7 +603,7 @@ class MilvusBulkImportOperator(BaseOperator):
         """Return the job's final progress, or raise what an unsuccessful wait means."""
         from airflow_milvus_import.waiting.events import exception_for_result
 
-        self._jobs_seen = [progress.to_dict() for progress in result.jobs]
+        self._remember_outcome(result)
         error = exception_for_result(result)
         if error is not None:
             if not error.collection_name:
@@ -606,7 +614,6 @@ class MilvusBulkImportOperator(BaseOperator):
 
     def _defer(self, job_id: str, end_time: float) -> None:
         from airflow_milvus_import import compat
-        from airflow_milvus_import.triggers.milvus_import import MilvusImportJobTrigger
         from airflow_milvus_import.waiting.messages import format_duration
 
         if self._two_phase and not compat.HAS_TRIGGER_ON_KILL:
@@ -619,17 +626,9 @@ class MilvusBulkImportOperator(BaseOperator):
             format_duration(end_time - time.time()),
         )
         self.defer(
-            trigger=MilvusImportJobTrigger(
-                [job_id],
-                milvus_import_conn_id=self.milvus_import_conn_id,
-                db_name=self.db_name,
-                poll_interval=self.poll_interval,
-                end_time=end_time,
-                max_consecutive_errors=self.max_consecutive_errors,
-                accept_uncommitted=self.accept_uncommitted,
-                error_tolerance=self.error_tolerance,
-                # killed while deferred, the trigger (not this operator) gets on_kill: it aborts jobs we own
-                abort_on_kill=self._two_phase,
+            # killed while deferred, the trigger (not this operator) gets on_kill: it aborts jobs we own
+            trigger=self._wait_trigger(
+                [job_id], poll_interval=self.poll_interval, end_time=end_time, abort_on_kill=self._two_phase
             ),
             method_name="execute_complete",
         )
@@ -651,15 +650,6 @@ class MilvusBulkImportOperator(BaseOperator):
     # ----------------------------------------------------------------------------------------------------
     # Lineage, assets and links
 
-    def _learn_target(self) -> None:
-        """Read where the data goes from the connection (no call to Milvus); lineage never fails a task."""
-        if self._lineage_target is None:
-            from airflow_milvus_import.lineage import lineage_target_or_none
-
-            self._lineage_target = lineage_target_or_none(
-                self.milvus_import_conn_id, self.log, lacking="Lineage and asset events"
-            )
-
     def _mark_created(self, context: Context, job_id: str) -> None:
         """Tell watchers of the outlets' collection assets that this task emits the job's event itself."""
         if not self.outlets or self._lineage_target is None:
@@ -670,8 +660,9 @@ class MilvusBulkImportOperator(BaseOperator):
         outlets = list(self.outlets)
         mark_created_by_operator(cast("Mapping[str, Any]", context), outlets, collection, job_id, self.log)
 
-    def _known_jobs(self) -> list[dict[str, Any]]:
-        return list(self._jobs_seen or [])
+    def import_job_ids(self) -> list[str]:
+        """The job this try created (or reconnected to), once it exists."""
+        return [self._job_id] if self._job_id else []
 
     def _record_asset_events(self, context: Context, job_id: str, progress: Mapping[str, Any] | None) -> None:
         """Describe the import in the events of the task's outlets (collection assets and aliases)."""
@@ -715,52 +706,31 @@ class MilvusBulkImportOperator(BaseOperator):
                     )
                 outlet_events[outlet].extra.update(extra)
 
-    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
-        """
-        OpenLineage inputs (the files), output (the collection, with the rows imported) and run facets
-        (the job). Called by the OpenLineage provider; it needs ``apache-airflow-providers-openlineage``.
-        """
-        from airflow_milvus_import.lineage import (
-            build_lineage,
-            empty_lineage,
-            pull_xcom,
-            rendered_value,
-            target_from_connection,
+    def _lineage_of_run(self, target: LineageTarget) -> LineageInputs | None:
+        return target, _lineage_arguments(
+            jobs=self._jobs_seen or [],
+            job_id=self._job_id,
+            files=self._sent_files,
+            collection_name=self.collection_name,
+            db_name=self.db_name,
+            volume_name=self.volume_name,
         )
 
-        if self._ran:
-            # This object ran the task (the OpenLineage listener asks it at the end of the try, possibly in a
-            # forked process): use what it learnt, and ask nothing of Airflow or Milvus.
-            if self._lineage_target is None:
-                return empty_lineage()
-            target = self._lineage_target
-            jobs = self._jobs_seen or []
-            job_id: Any = self._job_id
-            files = self._sent_files
-            collection_name: Any = self.collection_name
-            db_name: Any = self.db_name
-            volume_name: Any = self.volume_name
-        else:
-            # A task object that did not run (lineage asked for after the fact): the run's records.
-            pulled = pull_xcom(task_instance, self.task_id, "return_value")
-            jobs = [dict(pulled)] if isinstance(pulled, Mapping) else []
-            job_id = pull_xcom(task_instance, self.task_id, "job_id")
-            rendered: dict[str, Any] = {}
-            target = target_from_connection(
-                str(rendered_value(self, "milvus_import_conn_id", task_instance, rendered))
-            )
-            files = None  # the jobs' details name them
-            collection_name = rendered_value(self, "collection_name", task_instance, rendered)
-            db_name = rendered_value(self, "db_name", task_instance, rendered)
-            volume_name = rendered_value(self, "volume_name", task_instance, rendered)
-        return build_lineage(
-            target,
-            jobs=jobs,
-            job_ids=[str(job_id)] if job_id is not None else [],
-            files=files,
-            collection_name=_literal(collection_name),
-            db_name=_literal(db_name),
-            volume_name=_literal(volume_name),
+    def _lineage_from_records(self, task_instance: Any) -> LineageInputs:
+        from airflow_milvus_import.lineage import pull_xcom, rendered_value, target_from_connection
+
+        pulled = pull_xcom(task_instance, self.task_id, "return_value")
+        rendered: dict[str, Any] = {}
+        target = target_from_connection(
+            str(rendered_value(self, "milvus_import_conn_id", task_instance, rendered))
+        )
+        return target, _lineage_arguments(
+            jobs=[dict(pulled)] if isinstance(pulled, Mapping) else [],
+            job_id=pull_xcom(task_instance, self.task_id, "job_id"),
+            files=None,  # the jobs' details name them
+            collection_name=rendered_value(self, "collection_name", task_instance, rendered),
+            db_name=rendered_value(self, "db_name", task_instance, rendered),
+            volume_name=rendered_value(self, "volume_name", task_instance, rendered),
         )
 
     def on_kill(self) -> None:
