@@ -10,13 +10,16 @@ view. Imported by DAG files through them: nothing heavy here (typing only at imp
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+    from airflow_milvus_import.hooks.milvus_import import MilvusImportHook
     from airflow_milvus_import.lineage import LineageTarget
+    from airflow_milvus_import.models import ImportJobProgress
     from airflow_milvus_import.triggers.milvus_import import MilvusImportJobTrigger
     from airflow_milvus_import.waiting.events import WaitResult
-    from airflow_milvus_import.waiting.tracker import JobWaitTracker
+    from airflow_milvus_import.waiting.tracker import FailedPoll, JobWaitTracker, PollRound
 
 __all__ = ["ImportJobSource", "ImportJobTask", "LineageInputs"]
 
@@ -103,6 +106,19 @@ class ImportJobTask:
             error_tolerance=self.error_tolerance,
             conn_id=self.milvus_import_conn_id,
         )
+
+    def _check_job(self, hook: MilvusImportHook, poll_round: PollRound, job_id: str) -> FailedPoll | None:
+        """Check one job with the sync hook (its own retries inside) and record the answer in the round."""
+        from airflow_milvus_import.exceptions import MilvusImportError
+
+        sent_at = time.monotonic()
+        answer: ImportJobProgress | MilvusImportError
+        try:
+            answer = hook.get_import_progress(job_id, db_name=self.db_name)
+        except MilvusImportError as error:
+            answer = error
+        # a failed check counts from when it was sent, not from the end of the hook's retries
+        return poll_round.record(job_id, answer, sent_at=sent_at, answered_at=time.monotonic())
 
     def _wait_trigger(
         self, job_ids: Any, *, poll_interval: float, end_time: float, abort_on_kill: bool = False

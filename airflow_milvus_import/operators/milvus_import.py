@@ -567,7 +567,6 @@ class MilvusBulkImportOperator(ImportJobTask, BaseOperator):  # type: ignore[mis
 
     def _wait(self, hook: MilvusImportHook, job_id: str, end_time: float) -> dict[str, Any]:
         """Check once; defer if the job is still running and deferrable, else poll here until it ends."""
-        from airflow_milvus_import.exceptions import MilvusImportError
         from airflow_milvus_import.waiting.messages import format_duration
         from airflow_milvus_import.waiting.tracker import PollRound
 
@@ -585,13 +584,7 @@ class MilvusBulkImportOperator(ImportJobTask, BaseOperator):  # type: ignore[mis
                     sleep = min(sleep, max(0.0, left))
                 time.sleep(sleep)
             poll_round = PollRound(tracker, self.log, failure_wording=_failed_poll_warning)
-            sent_at = time.monotonic()
-            answer: ImportJobProgress | MilvusImportError
-            try:
-                answer = hook.get_import_progress(job_id, db_name=self.db_name)
-            except MilvusImportError as error:
-                answer = error
-            poll_round.record(job_id, answer, sent_at=sent_at, answered_at=time.monotonic())
+            self._check_job(hook, poll_round, job_id)
             result = poll_round.end()
             if result is not None:
                 return self._finish(result)

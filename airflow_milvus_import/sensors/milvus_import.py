@@ -38,7 +38,6 @@ if TYPE_CHECKING:
 
     from airflow_milvus_import.hooks.milvus_import import MilvusImportHook
     from airflow_milvus_import.lineage import LineageTarget
-    from airflow_milvus_import.models import ImportJobProgress
     from airflow_milvus_import.operators import LineageInputs
     from airflow_milvus_import.waiting.tracker import FailedPoll
 
@@ -243,13 +242,7 @@ class MilvusImportJobSensor(ImportJobTask, BaseSensorOperator):  # type: ignore[
         wording = None if self._checks_start_fresh else _failed_check_warning
         poll_round = PollRound(tracker, self.log, failure_wording=wording)
         for job_id in tracker.pending_job_ids():
-            sent_at = time.monotonic()
-            answer: ImportJobProgress | MilvusImportError
-            try:
-                answer = hook.get_import_progress(job_id, db_name=self.db_name)
-            except MilvusImportError as error:
-                answer = error
-            failed = poll_round.record(job_id, answer, sent_at=sent_at, answered_at=time.monotonic())
+            failed = self._check_job(hook, poll_round, job_id)
             if failed is not None and failed.transient and self._checks_start_fresh:
                 return tracker.result(
                     WaitStatus.ERROR,
