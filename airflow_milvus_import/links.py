@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 from airflow.providers.common.compat.sdk import BaseOperatorLink
 
+from airflow_milvus_import.operators import ImportJobSource
+
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperator
     from airflow.sdk.types import TaskInstanceKey
@@ -126,31 +128,22 @@ def _text(value: Any) -> str | None:
 
 def _job_ids(operator: Any) -> list[str]:
     """
-    The jobs a task created (the import operator's job id, also the one it pushed to XCom ``job_id``) or
-    waited for (the sensor's rendered ``job_id``). Airflow computes links in the process that ran the try,
-    on the task object that ran it, so this is what the try did: no XCom round trip is needed.
+    The jobs a task created (the import operator's job, also the one it pushed to XCom ``job_id``) or
+    waited for (the sensor's rendered ``job_id``), as its
+    :class:`~airflow_milvus_import.operators.ImportJobSource` interface says. Airflow computes links in
+    the process that ran the try, on the task object that ran it, so this is what the try did: no XCom
+    round trip is needed.
     """
-    created = _text(getattr(operator, "_job_id", None))
-    if created:
-        return [created]
-    given = getattr(operator, "job_id", None)
-    if given is None:
+    if not isinstance(operator, ImportJobSource):
         return []
-    from airflow_milvus_import._waiting import normalize_job_ids
-
-    try:
-        job_ids = normalize_job_ids(given)
-    except ValueError:
-        return []
-    return [job_id for job_id in job_ids if _text(job_id)]
+    return [job_id for job_id in operator.import_job_ids() if _text(job_id)]
 
 
 def _collection_of(operator: Any, job_ids: list[str]) -> str | None:
     named = _text(getattr(operator, "collection_name", None))
     if named:
         return named
-    known = getattr(operator, "_known_jobs", None)
-    jobs = known() if callable(known) else []
+    jobs = operator.known_import_jobs() if isinstance(operator, ImportJobSource) else []
     names = {job.get("collection_name") for job in jobs if job.get("job_id") in job_ids}
     names.discard(None)
     names.discard("")

@@ -20,10 +20,13 @@ from typing import Any
 import pytest
 
 from airflow_milvus_import._waiting import (
+    EVENT_VERSION,
     JobWaitTracker,
+    PollRound,
     ProgressHistory,
     WaitResult,
     WaitStatus,
+    event_version,
     exception_for_result,
     failed_files,
     format_duration,
@@ -457,6 +460,58 @@ def test_wait_result_round_trips_through_json_and_rejects_foreign_payloads() -> 
     ]:
         with pytest.raises(MilvusImportError, match=fragment):
             WaitResult.from_event(payload)
+
+
+def test_the_event_is_version_1_and_a_payload_without_a_version_reads_as_version_1() -> None:
+    tracker = JobWaitTracker("1")
+    tracker.record_progress("1", progress("1", "Completed", 100, 3, 3), at=0)
+    result = tracker.evaluate()
+    assert result is not None
+    event = result.to_event()
+    assert EVENT_VERSION == 1
+    assert "event_version" not in event, "version 1 is the payload of every release so far, without the key"
+    assert event_version(event) == 1
+    assert event_version({**event, "event_version": 2}) == 2
+    assert event_version({**event, "event_version": "2"}) == 1
+    # a later version's added fields are ignored, the rest reads as before
+    assert WaitResult.from_event({**event, "event_version": 2, "new_field": [1]}) == result
+
+
+class ListLog:
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str]] = []
+
+    def info(self, msg: Any, /, *args: Any) -> None:
+        self.lines.append(("info", msg % args))
+
+    def warning(self, msg: Any, /, *args: Any) -> None:
+        self.lines.append(("warning", msg % args))
+
+
+def test_poll_round_records_answers_logs_a_transient_failure_as_worded_and_evaluates() -> None:
+    tracker = JobWaitTracker(["1", "2"], error_tolerance=60)
+    log = ListLog()
+    poll_round = PollRound(
+        tracker, log, failure_wording=lambda failed: ("%s %d %s %s", *failed.counts()), hold_lines=True
+    )
+    failed = poll_round.record("1", MilvusImportServerError("503"), sent_at=0.0, answered_at=5.0)
+    assert failed is not None
+    assert failed.transient
+    assert failed.failures == 1
+    assert poll_round.record("2", progress("2", "Completed", 100, 3, 3), sent_at=0.0, answered_at=1.0) is None
+    assert log.lines == [("warning", "1 1 0s 1m00s")], "progress lines are held until end()"
+    assert poll_round.end() is None
+    assert [level for level, _ in log.lines] == ["warning", "info", "info"]
+    assert log.lines[1][1] == format_progress_line(progress("2", "Completed", 100, 3, 3))
+    assert log.lines[2][1].startswith("2 jobs: not seen yet 1, Completed 1")
+    # a non-transient error is not logged as a failure to wait out: it ends the wait
+    quiet = PollRound(tracker, log, failure_wording=None)
+    before = len(log.lines)
+    assert quiet.record("1", MilvusImportError("denied"), sent_at=6.0, answered_at=6.0) is not None
+    assert len(log.lines) == before
+    result = quiet.end()
+    assert result is not None
+    assert result.status is WaitStatus.ERROR
 
 
 def test_exception_for_result() -> None:

@@ -27,13 +27,18 @@ from typing import TYPE_CHECKING, Any, cast
 
 from airflow.providers.common.compat.sdk import BaseOperator, conf
 
-if TYPE_CHECKING:
-    from airflow.sdk import BaseOperatorLink, Context
+from airflow_milvus_import.operators import ImportJobTask
 
-    from airflow_milvus_import._waiting import JobWaitTracker, WaitResult
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from airflow_milvus_import.arguments import normalize_files
     from airflow_milvus_import.hooks.milvus_import import MilvusImportHook
     from airflow_milvus_import.lineage import LineageTarget
     from airflow_milvus_import.models import ImportJobProgress, ImportJobState, ImportJobSummary
+    from airflow_milvus_import.operators import LineageInputs
+    from airflow_milvus_import.waiting.events import WaitResult
+    from airflow_milvus_import.waiting.tracker import FailedPoll
 
 __all__ = [
     "MilvusBulkImportOperator",
@@ -47,10 +52,20 @@ __all__ = [
 ]
 
 
+def __getattr__(name: str) -> Any:
+    """``normalize_files`` still imports from here; it lives in :mod:`airflow_milvus_import.arguments`
+    (loaded on first use: DAG files import this module)."""
+    if name == "normalize_files":
+        from airflow_milvus_import.arguments import normalize_files
+
+        return normalize_files
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 #: The default wait deadline: a week, as for Airflow's sensors. Import jobs have no server-side timeout.
 DEFAULT_WAIT_TIMEOUT = timedelta(days=7)
-#: how long a wait tolerates failing polls by default (``_waiting.DEFAULT_ERROR_TOLERANCE_SECONDS``; not
-#: imported: DAG files import this module)
+#: how long a wait tolerates failing polls by default (``waiting.tracker.DEFAULT_ERROR_TOLERANCE_SECONDS``;
+#: not imported: DAG files import this module)
 DEFAULT_ERROR_TOLERANCE = timedelta(minutes=10)
 #: the task state store key of the job a try created (renaming it breaks retries of running tasks)
 TASK_STATE_JOB_KEY = "milvus_import_job"
@@ -58,77 +73,6 @@ TASK_STATE_JOB_KEY = "milvus_import_job"
 MAX_JOBS_EXAMINED_ON_RETRY = 20
 
 FilesArgument = str | os.PathLike[str] | Sequence[str | os.PathLike[str] | Sequence[str | os.PathLike[str]]]
-
-
-def normalize_files(files: Any, *, argument: str = "files") -> list[list[str]]:
-    """
-    Turn what users pass as ``files`` into the list of lists the create route wants.
-
-    Accepted forms:
-
-    * a list of lists (what pymilvus' ``BulkWriter.batch_files`` returns): each inner list is one file, or
-      the column files of one NumPy column set;
-    * a flat list of paths: one file each, except that a flat list of ``.npy`` files that all sit in one
-      folder is one NumPy column set (a single ``.npy`` file cannot be imported alone), so mapping over
-      ``batch_files`` (``.expand(files=writer.batch_files)``) works for every format;
-    * one path (``str`` or ``os.PathLike``);
-    * the text of a Python / JSON list (what a Jinja template renders from a list).
-
-    :param argument: the argument's name, for error messages.
-    :raises ValueError: empty input, or an entry that is not a path.
-    """
-    value = _literal_list(files) if isinstance(files, str) else files
-    if isinstance(value, (str, os.PathLike)):
-        return [[_path(value, argument)]]
-    if not isinstance(value, Sequence) or isinstance(value, (bytes, bytearray)):
-        raise ValueError(
-            f"{argument} must be a path, a list of paths or a list of lists of paths; "
-            f"got {type(files).__name__}"
-        )
-    items = list(value)
-    if not items:
-        raise ValueError(f"{argument} is empty: name at least one file to import")
-    if all(isinstance(item, (str, os.PathLike)) for item in items):
-        paths = [_path(item, argument) for item in items]
-        if len(paths) > 1 and all(path.lower().endswith(".npy") for path in paths):
-            folders = {path.rsplit("/", 1)[0] if "/" in path else "" for path in paths}
-            if len(folders) == 1:
-                return [paths]
-        return [[path] for path in paths]
-    batches: list[list[str]] = []
-    for index, item in enumerate(items):
-        if isinstance(item, (str, os.PathLike)):
-            batches.append([_path(item, argument)])
-        elif isinstance(item, Sequence) and not isinstance(item, (bytes, bytearray)):
-            batch = [_path(path, f"{argument}[{index}]") for path in item]
-            if not batch:
-                raise ValueError(f"{argument}[{index}] is an empty list: each entry names at least one file")
-            batches.append(batch)
-        else:
-            raise ValueError(
-                f"{argument}[{index}] must be a path or a list of paths; got {type(item).__name__}: {item!r}"
-            )
-    return batches
-
-
-def _literal_list(text: str) -> Any:
-    stripped = text.strip()
-    if not stripped.startswith("["):
-        return text
-    for parse in (json.loads, ast.literal_eval):
-        try:
-            return parse(stripped)
-        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-            continue
-    return text
-
-
-def _path(value: Any, argument: str) -> str:
-    if isinstance(value, os.PathLike):
-        value = os.fspath(value)
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"{argument} must hold non-empty paths; got {value!r}")
-    return value.strip()
 
 
 def stringify_options(options: Mapping[str, Any] | str | None) -> dict[str, str]:
@@ -227,6 +171,33 @@ def _sent_paths(progress: ImportJobProgress) -> set[str]:
     return {path for detail in progress.details for path in detail.files}
 
 
+def _failed_poll_warning(failed: FailedPoll) -> tuple[Any, ...]:
+    return (
+        "Poll of import job %s failed (%d in a row, failing for %s of the %s tolerated): %s",
+        *failed.counts(),
+        failed.error,
+    )
+
+
+def _lineage_arguments(
+    *,
+    jobs: list[dict[str, Any]],
+    job_id: Any,
+    files: list[list[str]] | None,
+    collection_name: Any,
+    db_name: Any,
+    volume_name: Any,
+) -> dict[str, Any]:
+    return {
+        "jobs": jobs,
+        "job_ids": [str(job_id)] if job_id is not None else [],
+        "files": files,
+        "collection_name": _literal(collection_name),
+        "db_name": _literal(db_name),
+        "volume_name": _literal(volume_name),
+    }
+
+
 def _literal(value: Any) -> str | None:
     """A rendered text argument, or None for an empty or (on a never-run task object) unrendered one."""
     if isinstance(value, str) and value.strip() and "{{" not in value and "{%" not in value:
@@ -234,7 +205,7 @@ def _literal(value: Any) -> str | None:
     return None
 
 
-class MilvusBulkImportOperator(BaseOperator):
+class MilvusBulkImportOperator(ImportJobTask, BaseOperator):  # type: ignore[misc]  # links: a property
     """
     Create a bulk-import job on Milvus or Zilliz Cloud and (by default) wait until it ends.
 
@@ -321,6 +292,7 @@ class MilvusBulkImportOperator(BaseOperator):
         "storage_conn_id",
     )
     template_fields_renderers = {"files": "json", "object_urls": "json", "options": "json"}
+    lineage_needs = "Lineage and asset events"
     ui_color = "#e7f3ff"
 
     def __init__(
@@ -367,16 +339,7 @@ class MilvusBulkImportOperator(BaseOperator):
         self._two_phase = False
         # What this process learnt about the import, for lineage, links and asset events.
         self._sent_files: list[list[str]] | None = None
-        self._jobs_seen: list[dict[str, Any]] | None = None
-        self._lineage_target: LineageTarget | None = None
-        self._ran = False
-
-    @property
-    def operator_extra_links(self) -> tuple[BaseOperatorLink, ...]:  # type: ignore[override]
-        """The "Milvus import job" console link (imported on use: DAG files import this module)."""
-        from airflow_milvus_import.links import MilvusImportJobLink
-
-        return (MilvusImportJobLink(),)
+        self._start_import_task()
 
     def execute(self, context: Context) -> dict[str, Any] | str:
         from airflow_milvus_import.exceptions import MilvusImportRequestError
@@ -604,16 +567,10 @@ class MilvusBulkImportOperator(BaseOperator):
 
     def _wait(self, hook: MilvusImportHook, job_id: str, end_time: float) -> dict[str, Any]:
         """Check once; defer if the job is still running and deferrable, else poll here until it ends."""
-        from airflow_milvus_import._waiting import JobWaitTracker, format_duration
-        from airflow_milvus_import.exceptions import MilvusImportError
+        from airflow_milvus_import.waiting.messages import format_duration
+        from airflow_milvus_import.waiting.tracker import PollRound
 
-        tracker = JobWaitTracker(
-            [job_id],
-            accept_uncommitted=self.accept_uncommitted,
-            max_consecutive_errors=self.max_consecutive_errors,
-            error_tolerance=self.error_tolerance,
-            conn_id=self.milvus_import_conn_id,
-        )
+        tracker = self._wait_tracker([job_id])
         first_poll = True
         while True:
             if not first_poll:
@@ -626,40 +583,20 @@ class MilvusBulkImportOperator(BaseOperator):
                 if left is not None:  # failing polls: poll again when the tolerance runs out, not later
                     sleep = min(sleep, max(0.0, left))
                 time.sleep(sleep)
-            sent_at = time.monotonic()
-            try:
-                progress = hook.get_import_progress(job_id, db_name=self.db_name)
-            except MilvusImportError as error:
-                failures = tracker.record_error(job_id, error, sent_at)
-                if error.transient:
-                    self.log.warning(
-                        "Poll of import job %s failed (%d in a row, failing for %s of the %s tolerated): %s",
-                        job_id,
-                        failures,
-                        format_duration(tracker.failing_for(job_id)),
-                        format_duration(self.error_tolerance),
-                        error,
-                    )
-            else:
-                self._log_progress(tracker, job_id, progress)
-            result = tracker.evaluate()
+            poll_round = PollRound(tracker, self.log, failure_wording=_failed_poll_warning)
+            self._check_job(hook, poll_round, job_id)
+            result = poll_round.end()
             if result is not None:
                 return self._finish(result)
             if first_poll and self.deferrable:
                 self._defer(job_id, end_time)
             first_poll = False
 
-    def _log_progress(self, tracker: JobWaitTracker, job_id: str, progress: ImportJobProgress) -> None:
-        from airflow_milvus_import._waiting import format_progress_line
-
-        rate = tracker.record_progress(job_id, progress, time.monotonic())
-        self.log.info("%s", format_progress_line(progress, rate))
-
     def _finish(self, result: WaitResult) -> dict[str, Any]:
         """Return the job's final progress, or raise what an unsuccessful wait means."""
-        from airflow_milvus_import._waiting import exception_for_result
+        from airflow_milvus_import.waiting.events import exception_for_result
 
-        self._jobs_seen = [progress.to_dict() for progress in result.jobs]
+        self._remember_outcome(result)
         error = exception_for_result(result)
         if error is not None:
             if not error.collection_name:
@@ -670,8 +607,7 @@ class MilvusBulkImportOperator(BaseOperator):
 
     def _defer(self, job_id: str, end_time: float) -> None:
         from airflow_milvus_import import compat
-        from airflow_milvus_import._waiting import format_duration
-        from airflow_milvus_import.triggers.milvus_import import MilvusImportJobTrigger
+        from airflow_milvus_import.waiting.messages import format_duration
 
         if self._two_phase and not compat.HAS_TRIGGER_ON_KILL:
             compat.log_unavailable_once("trigger on_kill", self.log)
@@ -683,24 +619,16 @@ class MilvusBulkImportOperator(BaseOperator):
             format_duration(end_time - time.time()),
         )
         self.defer(
-            trigger=MilvusImportJobTrigger(
-                [job_id],
-                milvus_import_conn_id=self.milvus_import_conn_id,
-                db_name=self.db_name,
-                poll_interval=self.poll_interval,
-                end_time=end_time,
-                max_consecutive_errors=self.max_consecutive_errors,
-                accept_uncommitted=self.accept_uncommitted,
-                error_tolerance=self.error_tolerance,
-                # killed while deferred, the trigger (not this operator) gets on_kill: it aborts jobs we own
-                abort_on_kill=self._two_phase,
+            # killed while deferred, the trigger (not this operator) gets on_kill: it aborts jobs we own
+            trigger=self._wait_trigger(
+                [job_id], poll_interval=self.poll_interval, end_time=end_time, abort_on_kill=self._two_phase
             ),
             method_name="execute_complete",
         )
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         """Resume after the trigger's event: the final progress, or the error the event describes."""
-        from airflow_milvus_import._waiting import WaitResult
+        from airflow_milvus_import.waiting.events import WaitResult
 
         self._ran = True
         result = WaitResult.from_event(event)
@@ -715,15 +643,6 @@ class MilvusBulkImportOperator(BaseOperator):
     # ----------------------------------------------------------------------------------------------------
     # Lineage, assets and links
 
-    def _learn_target(self) -> None:
-        """Read where the data goes from the connection (no call to Milvus); lineage never fails a task."""
-        if self._lineage_target is None:
-            from airflow_milvus_import.lineage import lineage_target_or_none
-
-            self._lineage_target = lineage_target_or_none(
-                self.milvus_import_conn_id, self.log, lacking="Lineage and asset events"
-            )
-
     def _mark_created(self, context: Context, job_id: str) -> None:
         """Tell watchers of the outlets' collection assets that this task emits the job's event itself."""
         if not self.outlets or self._lineage_target is None:
@@ -734,8 +653,9 @@ class MilvusBulkImportOperator(BaseOperator):
         outlets = list(self.outlets)
         mark_created_by_operator(cast("Mapping[str, Any]", context), outlets, collection, job_id, self.log)
 
-    def _known_jobs(self) -> list[dict[str, Any]]:
-        return list(self._jobs_seen or [])
+    def import_job_ids(self) -> list[str]:
+        """The job this try created (or reconnected to), once it exists."""
+        return [self._job_id] if self._job_id else []
 
     def _record_asset_events(self, context: Context, job_id: str, progress: Mapping[str, Any] | None) -> None:
         """Describe the import in the events of the task's outlets (collection assets and aliases)."""
@@ -779,52 +699,31 @@ class MilvusBulkImportOperator(BaseOperator):
                     )
                 outlet_events[outlet].extra.update(extra)
 
-    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
-        """
-        OpenLineage inputs (the files), output (the collection, with the rows imported) and run facets
-        (the job). Called by the OpenLineage provider; it needs ``apache-airflow-providers-openlineage``.
-        """
-        from airflow_milvus_import.lineage import (
-            build_lineage,
-            empty_lineage,
-            pull_xcom,
-            rendered_value,
-            target_from_connection,
+    def _lineage_of_run(self, target: LineageTarget) -> LineageInputs | None:
+        return target, _lineage_arguments(
+            jobs=self._jobs_seen or [],
+            job_id=self._job_id,
+            files=self._sent_files,
+            collection_name=self.collection_name,
+            db_name=self.db_name,
+            volume_name=self.volume_name,
         )
 
-        if self._ran:
-            # This object ran the task (the OpenLineage listener asks it at the end of the try, possibly in a
-            # forked process): use what it learnt, and ask nothing of Airflow or Milvus.
-            if self._lineage_target is None:
-                return empty_lineage()
-            target = self._lineage_target
-            jobs = self._jobs_seen or []
-            job_id: Any = self._job_id
-            files = self._sent_files
-            collection_name: Any = self.collection_name
-            db_name: Any = self.db_name
-            volume_name: Any = self.volume_name
-        else:
-            # A task object that did not run (lineage asked for after the fact): the run's records.
-            pulled = pull_xcom(task_instance, self.task_id, "return_value")
-            jobs = [dict(pulled)] if isinstance(pulled, Mapping) else []
-            job_id = pull_xcom(task_instance, self.task_id, "job_id")
-            rendered: dict[str, Any] = {}
-            target = target_from_connection(
-                str(rendered_value(self, "milvus_import_conn_id", task_instance, rendered))
-            )
-            files = None  # the jobs' details name them
-            collection_name = rendered_value(self, "collection_name", task_instance, rendered)
-            db_name = rendered_value(self, "db_name", task_instance, rendered)
-            volume_name = rendered_value(self, "volume_name", task_instance, rendered)
-        return build_lineage(
-            target,
-            jobs=jobs,
-            job_ids=[str(job_id)] if job_id is not None else [],
-            files=files,
-            collection_name=_literal(collection_name),
-            db_name=_literal(db_name),
-            volume_name=_literal(volume_name),
+    def _lineage_from_records(self, task_instance: Any) -> LineageInputs:
+        from airflow_milvus_import.lineage import pull_xcom, rendered_value, target_from_connection
+
+        pulled = pull_xcom(task_instance, self.task_id, "return_value")
+        rendered: dict[str, Any] = {}
+        target = target_from_connection(
+            str(rendered_value(self, "milvus_import_conn_id", task_instance, rendered))
+        )
+        return target, _lineage_arguments(
+            jobs=[dict(pulled)] if isinstance(pulled, Mapping) else [],
+            job_id=pull_xcom(task_instance, self.task_id, "job_id"),
+            files=None,  # the jobs' details name them
+            collection_name=rendered_value(self, "collection_name", task_instance, rendered),
+            db_name=rendered_value(self, "db_name", task_instance, rendered),
+            volume_name=rendered_value(self, "volume_name", task_instance, rendered),
         )
 
     def on_kill(self) -> None:
@@ -868,6 +767,8 @@ class MilvusBulkImportOperator(BaseOperator):
         return MilvusImportHook(milvus_import_conn_id=self.milvus_import_conn_id)
 
     def _files_to_send(self) -> tuple[list[list[str]] | None, list[list[str]] | None]:
+        from airflow_milvus_import import arguments
+
         has_files = self.files is not None and self.files != ""
         has_urls = self.object_urls is not None and self.object_urls != ""
         if has_files and has_urls:
@@ -877,13 +778,13 @@ class MilvusBulkImportOperator(BaseOperator):
                 "no data to import: give files (self-hosted Milvus) or object_urls (Zilliz Cloud)"
             )
         if has_urls:
-            return None, normalize_files(self.object_urls, argument="object_urls")
+            return None, arguments.normalize_files(self.object_urls, argument="object_urls")
         if self.storage_conn_id:
             raise ValueError(
                 "storage_conn_id is for Zilliz Cloud's object_urls; self-hosted Milvus reads files from its "
                 "own bucket with its own credentials"
             )
-        return normalize_files(self.files), None
+        return arguments.normalize_files(self.files), None
 
     def _storage_credentials(self) -> dict[str, str] | None:
         if not self.storage_conn_id:
@@ -940,7 +841,9 @@ def parse_states(states: str | Iterable[str] | None) -> frozenset[ImportJobState
     if states is None:
         return None
     if isinstance(states, str):
-        parsed = _literal_list(states)
+        from airflow_milvus_import.arguments import literal_list
+
+        parsed = literal_list(states)
         names: list[Any] = list(parsed) if isinstance(parsed, list) else parsed.split(",")
     else:
         names = list(states)

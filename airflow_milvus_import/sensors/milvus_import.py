@@ -14,28 +14,32 @@ from airflow.providers.common.compat.sdk import (
     conf,
 )
 
-from airflow_milvus_import._waiting import (
-    DEFAULT_ERROR_TOLERANCE_SECONDS,
-    DEFAULT_MAX_CONSECUTIVE_ERRORS,
-    JobWaitTracker,
-    WaitResult,
-    WaitStatus,
-    exception_for_result,
-    format_duration,
-    format_progress_line,
-    format_summary_line,
+from airflow_milvus_import.arguments import (
+    check_max_consecutive_errors,
     job_ids_given_as_list,
+    normalize_job_ids,
     parse_error_tolerance,
 )
 from airflow_milvus_import.exceptions import MilvusImportError
+from airflow_milvus_import.operators import ImportJobTask
+from airflow_milvus_import.waiting.events import WaitResult, WaitStatus, exception_for_result
+from airflow_milvus_import.waiting.messages import format_duration
+from airflow_milvus_import.waiting.tracker import (
+    DEFAULT_ERROR_TOLERANCE_SECONDS,
+    DEFAULT_MAX_CONSECUTIVE_ERRORS,
+    JobWaitTracker,
+    PollRound,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from airflow.sdk import BaseOperatorLink, Context
+    from airflow.sdk import Context
 
     from airflow_milvus_import.hooks.milvus_import import MilvusImportHook
     from airflow_milvus_import.lineage import LineageTarget
+    from airflow_milvus_import.operators import LineageInputs
+    from airflow_milvus_import.waiting.tracker import FailedPoll
 
 __all__ = ["JOB_IDS_FROM_TRIGGERING_ASSET_EVENTS", "MilvusImportJobSensor"]
 
@@ -56,7 +60,15 @@ DEFAULT_CONN_ID = "milvus_import_default"
 DEFAULT_POLL_INTERVAL = 10.0
 
 
-class MilvusImportJobSensor(BaseSensorOperator):
+def _failed_check_warning(failed: FailedPoll) -> tuple[Any, ...]:
+    return (
+        "Check of Milvus import job %s failed (%d in a row, failing for %s of the %s tolerated): %s: %s",
+        *failed.counts(),
+        *failed.error_text,
+    )
+
+
+class MilvusImportJobSensor(ImportJobTask, BaseSensorOperator):  # type: ignore[misc]  # links: a property
     """
     Wait until one import job, or every job of a list, has finished.
 
@@ -117,10 +129,7 @@ class MilvusImportJobSensor(BaseSensorOperator):
         elif "poke_interval" not in kwargs and kwargs.get("mode", "poke") != "reschedule":
             kwargs["poke_interval"] = DEFAULT_POLL_INTERVAL
         super().__init__(**kwargs)
-        if isinstance(max_consecutive_errors, bool) or not isinstance(max_consecutive_errors, int):
-            raise TypeError("max_consecutive_errors must be an integer")
-        if max_consecutive_errors < 1:
-            raise ValueError(f"max_consecutive_errors must be at least 1, got {max_consecutive_errors}")
+        check_max_consecutive_errors(max_consecutive_errors)
         self.job_id = job_id
         self.milvus_import_conn_id = milvus_import_conn_id
         self.db_name = db_name
@@ -130,16 +139,7 @@ class MilvusImportJobSensor(BaseSensorOperator):
         self.deferrable = deferrable
         self._hook: MilvusImportHook | None = None
         self._tracker: JobWaitTracker | None = None
-        self._jobs_seen: list[dict[str, Any]] | None = None
-        self._lineage_target: LineageTarget | None = None
-        self._ran = False
-
-    @property
-    def operator_extra_links(self) -> tuple[BaseOperatorLink, ...]:  # type: ignore[override]
-        """The "Milvus import job" console link (imported on use: DAG files import this module)."""
-        from airflow_milvus_import.links import MilvusImportJobLink
-
-        return (MilvusImportJobLink(),)
+        self._start_import_task()
 
     # ----------------------------------------------------------------------------------------------------
     # Airflow entry points
@@ -164,8 +164,6 @@ class MilvusImportJobSensor(BaseSensorOperator):
         if result is not None:
             self.log.info("Import finished before deferring: no need to wait in the triggerer")
             return self._finish(result)
-        from airflow_milvus_import.triggers.milvus_import import MilvusImportJobTrigger
-
         self.log.info(
             "Deferring: the triggerer checks %s every %s until done or the sensor's timeout (%s)",
             ", ".join(tracker.job_ids),
@@ -173,16 +171,7 @@ class MilvusImportJobSensor(BaseSensorOperator):
             format_duration(self.timeout),
         )
         self.defer(
-            trigger=MilvusImportJobTrigger(
-                tracker.job_ids,
-                milvus_import_conn_id=self.milvus_import_conn_id,
-                db_name=self.db_name,
-                poll_interval=self.poke_interval,
-                end_time=end_time,
-                max_consecutive_errors=self.max_consecutive_errors,
-                accept_uncommitted=self.accept_uncommitted,
-                error_tolerance=self.error_tolerance,
-            ),
+            trigger=self._wait_trigger(tracker.job_ids, poll_interval=self.poke_interval, end_time=end_time),
             method_name="execute_complete",
             timeout=timedelta(seconds=max(0.0, end_time - time.time())),
         )
@@ -211,13 +200,7 @@ class MilvusImportJobSensor(BaseSensorOperator):
     # ----------------------------------------------------------------------------------------------------
 
     def _new_tracker(self) -> JobWaitTracker:
-        self._tracker = JobWaitTracker(
-            self.job_id,
-            accept_uncommitted=self.accept_uncommitted,
-            max_consecutive_errors=self.max_consecutive_errors,
-            error_tolerance=self.error_tolerance,
-            conn_id=self.milvus_import_conn_id,
-        )
+        self._tracker = self._wait_tracker(self.job_id)
         return self._tracker
 
     @property
@@ -232,10 +215,8 @@ class MilvusImportJobSensor(BaseSensorOperator):
         tracker = self._tracker
         if tracker is None or self._checks_start_fresh:
             return interval
-        now = time.monotonic()
-        lefts = [tracker.tolerance_left(job_id, now) for job_id in tracker.pending_job_ids()]
-        known = [max(0.0, left) for left in lefts if left is not None]
-        return min([interval, *known])
+        left = tracker.earliest_tolerance_left(time.monotonic())
+        return interval if left is None else min(interval, left)
 
     @property
     def _single_job(self) -> bool:
@@ -257,41 +238,22 @@ class MilvusImportJobSensor(BaseSensorOperator):
     def _poll_round(self, tracker: JobWaitTracker) -> WaitResult | None:
         """Check every unfinished job once (sync hook, with its own retries); the outcome, if any yet."""
         hook = self._get_hook()
-        pending = tracker.pending_job_ids()
-        for job_id in pending:
-            sent_at = time.monotonic()
-            try:
-                progress = hook.get_import_progress(job_id, db_name=self.db_name)
-            except MilvusImportError as error:
-                # counted from when the check was sent, not from the end of the hook's retries
-                failures = tracker.record_error(job_id, error, sent_at)
-                if error.transient and self._checks_start_fresh:
-                    return tracker.result(
-                        WaitStatus.ERROR,
-                        f"Check of Milvus import job {job_id} failed after the connection's retries "
-                        f"(reschedule mode: the task's retries apply): {error}",
-                    )
-                if error.transient:
-                    self.log.warning(
-                        "Check of Milvus import job %s failed (%d in a row, failing for %s of the %s "
-                        "tolerated): %s: %s",
-                        job_id,
-                        failures,
-                        format_duration(tracker.failing_for(job_id)),
-                        format_duration(tracker.error_tolerance),
-                        type(error).__name__,
-                        error,
-                    )
-                continue
-            rate = tracker.record_progress(job_id, progress, time.monotonic())
-            self.log.info("%s", format_progress_line(progress, rate))
-        if len(tracker.job_ids) > 1:
-            self.log.info("%s", format_summary_line(tracker.job_ids, tracker.latest, tracker.rates()))
-        return tracker.evaluate()
+        # Reschedule mode ends the try at a transient failure instead of logging it and waiting on.
+        wording = None if self._checks_start_fresh else _failed_check_warning
+        poll_round = PollRound(tracker, self.log, failure_wording=wording)
+        for job_id in tracker.pending_job_ids():
+            failed = self._check_job(hook, poll_round, job_id)
+            if failed is not None and failed.transient and self._checks_start_fresh:
+                return tracker.result(
+                    WaitStatus.ERROR,
+                    f"Check of Milvus import job {job_id} failed after the connection's retries "
+                    f"(reschedule mode: the task's retries apply): {failed.error}",
+                )
+        return poll_round.end()
 
     def _finish(self, result: WaitResult) -> Any:
         """The XCom value of a successful wait; otherwise raise what the outcome calls for."""
-        self._jobs_seen = [progress.to_dict() for progress in result.jobs]
+        self._remember_outcome(result)
         self._learn_target()
         if result.status is WaitStatus.SUCCESS:
             self.log.info("%s", result.message)
@@ -309,57 +271,38 @@ class MilvusImportJobSensor(BaseSensorOperator):
         raise error
 
     # ----------------------------------------------------------------------------------------------------
-    # Lineage and links
+    # Lineage and links (ImportJobTask)
 
-    def _learn_target(self) -> None:
-        """Read where the data lives from the connection (no call to Milvus); lineage never fails a task."""
-        if self._lineage_target is None:
-            from airflow_milvus_import.lineage import lineage_target_or_none
+    def import_job_ids(self) -> list[str]:
+        """The jobs the sensor waits for: its rendered ``job_id`` (empty when it names no valid id)."""
+        try:
+            return normalize_job_ids(self.job_id)
+        except ValueError:
+            return []
 
-            self._lineage_target = lineage_target_or_none(
-                self.milvus_import_conn_id, self.log, lacking="Lineage"
-            )
-
-    def _known_jobs(self) -> list[dict[str, Any]]:
-        """The jobs' last known progress in this process (final, else the latest poll)."""
-        if self._jobs_seen is not None:
-            return list(self._jobs_seen)
+    def _jobs_in_progress(self) -> list[dict[str, Any]]:
         if self._tracker is not None:
             return [progress.to_dict() for progress in self._tracker.latest.values()]
         return []
 
-    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
-        """
-        OpenLineage view of the jobs waited for: their files as inputs, their collections as outputs (with
-        the rows imported) and the jobs as run facets. Needs ``apache-airflow-providers-openlineage``.
-        """
-        from airflow_milvus_import.lineage import (
-            build_lineage,
-            empty_lineage,
-            pull_xcom,
-            rendered_value,
-            target_from_connection,
-        )
+    def _lineage_of_run(self, target: LineageTarget) -> LineageInputs | None:
+        jobs = self.known_import_jobs()
+        return (target, _lineage_arguments(jobs, self.db_name)) if jobs else None
 
-        jobs: list[Any] = self._known_jobs()
-        db_name = self.db_name
-        if self._ran:
-            # This object ran the task (the OpenLineage listener asks it at the end of the try, possibly in a
-            # forked process): use what it learnt, and ask nothing of Airflow or Milvus.
-            if self._lineage_target is None or not jobs:
-                return empty_lineage()
-            target = self._lineage_target
-        else:
-            # A task object that did not run (lineage asked for after the fact): the run's records.
-            pulled = pull_xcom(task_instance, self.task_id, "return_value")
-            jobs = pulled if isinstance(pulled, list) else [pulled] if pulled else []
-            rendered: dict[str, Any] = {}
-            conn_id = rendered_value(self, "milvus_import_conn_id", task_instance, rendered)
-            db_name = rendered_value(self, "db_name", task_instance, rendered)
-            target = target_from_connection(str(conn_id))
-        return build_lineage(
-            target,
-            jobs=jobs,
-            job_ids=[str(job.get("job_id")) for job in jobs if isinstance(job, dict) and job.get("job_id")],
-            db_name=db_name if isinstance(db_name, str) and db_name else None,
-        )
+    def _lineage_from_records(self, task_instance: Any) -> LineageInputs:
+        from airflow_milvus_import.lineage import pull_xcom, rendered_value, target_from_connection
+
+        pulled = pull_xcom(task_instance, self.task_id, "return_value")
+        jobs = pulled if isinstance(pulled, list) else [pulled] if pulled else []
+        rendered: dict[str, Any] = {}
+        conn_id = rendered_value(self, "milvus_import_conn_id", task_instance, rendered)
+        db_name = rendered_value(self, "db_name", task_instance, rendered)
+        return target_from_connection(str(conn_id)), _lineage_arguments(jobs, db_name)
+
+
+def _lineage_arguments(jobs: list[Any], db_name: Any) -> dict[str, Any]:
+    return {
+        "jobs": jobs,
+        "job_ids": [str(job.get("job_id")) for job in jobs if isinstance(job, dict) and job.get("job_id")],
+        "db_name": db_name if isinstance(db_name, str) and db_name else None,
+    }

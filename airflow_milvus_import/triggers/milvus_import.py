@@ -11,22 +11,21 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_milvus_import._waiting import (
+from airflow_milvus_import.arguments import check_conn_id, normalize_job_ids
+from airflow_milvus_import.waiting.events import WaitResult, WaitStatus
+from airflow_milvus_import.waiting.messages import format_duration
+from airflow_milvus_import.waiting.tracker import (
     DEFAULT_ERROR_TOLERANCE_SECONDS,
     DEFAULT_MAX_CONSECUTIVE_ERRORS,
     JobWaitTracker,
-    WaitResult,
-    WaitStatus,
-    format_duration,
-    format_progress_line,
-    format_summary_line,
-    normalize_job_ids,
+    PollRound,
 )
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
 
     from airflow_milvus_import.models import ImportJobProgress
+    from airflow_milvus_import.waiting.tracker import FailedPoll
 
 __all__ = ["MilvusImportJobTrigger", "next_poll_delay"]
 
@@ -37,8 +36,6 @@ DEFAULT_POLL_INTERVAL = 10.0
 DEADLINE_GRACE_SECONDS = 2.0
 #: the longest ``Retry-After`` honoured (the hook caps its own retries the same way)
 RETRY_AFTER_CAP_SECONDS = 60.0
-#: progress calls in flight at once for one trigger waiting on many jobs
-MAX_CONCURRENT_POLLS = 8
 #: above this many unfinished jobs a poll logs the summary line and state changes, not a line per job
 MAX_JOB_LINES_PER_POLL = 10
 
@@ -65,13 +62,6 @@ async def _within(seconds: float | None, awaitable: Awaitable[_T]) -> _T:
         async with asyncio.timeout(seconds):
             return await awaitable
     return await asyncio.wait_for(awaitable, seconds)  # pragma: no cover - Python 3.10
-
-
-def _earliest_tolerance_left(tracker: JobWaitTracker, now: float) -> float | None:
-    """Seconds until the first failing job of the wait uses up its error tolerance (None: none failing)."""
-    lefts = [tracker.tolerance_left(job_id, now) for job_id in tracker.pending_job_ids()]
-    known = [left for left in lefts if left is not None]
-    return max(0.0, min(known)) if known else None
 
 
 class ProgressSource(Protocol):
@@ -128,7 +118,7 @@ class MilvusImportJobTrigger(BaseTrigger):
     Fully async (the hook's httpx path; the connection is read with ``BaseHook.aget_connection``). The
     event payload is ``{"status": "success" | "failed" | "timeout" | "error", "message": str,
     "job_ids": [str, ...], "jobs": [ImportJobProgress.to_dict(), ...]}`` (``jobs``: the last progress seen
-    of each job, where one was seen). Outcome rules (see :mod:`airflow_milvus_import._waiting`):
+    of each job, where one was seen). Outcome rules (see :mod:`airflow_milvus_import.waiting.tracker`):
 
     - ``success``: every job ``Completed`` (or ``Uncommitted`` with ``accept_uncommitted``);
     - ``failed``: as soon as any job is ``Failed`` (fail fast: the other jobs are not waited for);
@@ -181,8 +171,7 @@ class MilvusImportJobTrigger(BaseTrigger):
         error_tolerance: Any = DEFAULT_ERROR_TOLERANCE_SECONDS,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
-        if not isinstance(milvus_import_conn_id, str) or not milvus_import_conn_id.strip():
-            raise ValueError("milvus_import_conn_id must be a non-empty string")
+        check_conn_id(milvus_import_conn_id)
         if isinstance(poll_interval, bool) or not isinstance(poll_interval, (int, float)):
             raise TypeError(f"poll_interval must be a number of seconds, got {poll_interval!r}")
         if not math.isfinite(poll_interval) or poll_interval <= 0:
@@ -370,7 +359,7 @@ class MilvusImportJobTrigger(BaseTrigger):
                 )
                 # A job whose polls keep failing is polled again when its tolerance runs out, not later:
                 # the wait gives up within the tolerance plus one interval of an outage's start.
-                left = _earliest_tolerance_left(tracker, time.monotonic())
+                left = tracker.earliest_tolerance_left(time.monotonic())
                 if left is not None and left < delay and (retry_after is None or left >= retry_after):
                     delay, exact = left, True
         finally:
@@ -391,7 +380,7 @@ class MilvusImportJobTrigger(BaseTrigger):
         pending = tracker.pending_job_ids()
         asked_at = time.monotonic()
         # While polls fail, a poll's own retries stop where the tolerance runs out.
-        left = _earliest_tolerance_left(tracker, asked_at)
+        left = tracker.earliest_tolerance_left(asked_at)
         answers = await source.fetch(
             pending, delay=delay, exact=exact, retry_until=None if left is None else asked_at + left
         )
@@ -399,35 +388,30 @@ class MilvusImportJobTrigger(BaseTrigger):
         # A failed poll counts from when it was sent, not from the end of its retries.
         sent_at = min(polled_at, asked_at + delay)
         retry_after: float | None = None
-        lines: list[str] = []
+
+        def failed_poll_warning(failed: FailedPoll) -> tuple[Any, ...]:
+            return (
+                "Poll of Milvus import job %s failed (%d in a row, failing for %s of the %s tolerated), "
+                "polling again in %s: %s: %s",
+                *failed.counts(),
+                format_duration(max(self.poll_interval, retry_after or 0.0)),
+                *failed.error_text,
+            )
+
+        def show_line(job_id: str, progress: ImportJobProgress) -> bool:
+            state, last_state = progress.state.value, last_logged_states.get(job_id)
+            last_logged_states[job_id] = state
+            return len(pending) <= MAX_JOB_LINES_PER_POLL or last_state != state
+
+        poll_round = PollRound(
+            tracker, self.log, failure_wording=failed_poll_warning, show_line=show_line, hold_lines=True
+        )
         for job_id in pending:
             answer = answers[job_id]
-            if isinstance(answer, Exception):
-                failures = tracker.record_error(job_id, answer, sent_at)
-                if getattr(answer, "transient", False):
-                    asked = getattr(answer, "retry_after", None)
-                    if isinstance(asked, (int, float)) and math.isfinite(asked) and asked > 0:
-                        retry_after = max(retry_after or 0.0, min(float(asked), RETRY_AFTER_CAP_SECONDS))
-                    wait = max(self.poll_interval, retry_after or 0.0)
-                    self.log.warning(
-                        "Poll of Milvus import job %s failed (%d in a row, failing for %s of the %s "
-                        "tolerated), polling again in %s: %s: %s",
-                        job_id,
-                        failures,
-                        format_duration(tracker.failing_for(job_id)),
-                        format_duration(self.error_tolerance),
-                        format_duration(wait),
-                        type(answer).__name__,
-                        answer,
-                    )
-                continue
-            rate = tracker.record_progress(job_id, answer, polled_at)
-            state = answer.state.value
-            if len(pending) <= MAX_JOB_LINES_PER_POLL or last_logged_states.get(job_id) != state:
-                lines.append(format_progress_line(answer, rate))
-            last_logged_states[job_id] = state
-        for line in lines:
-            self.log.info("%s", line)
-        if len(self.job_ids) > 1:
-            self.log.info("%s", format_summary_line(tracker.job_ids, tracker.latest, tracker.rates()))
+            if isinstance(answer, Exception) and getattr(answer, "transient", False):
+                asked = getattr(answer, "retry_after", None)
+                if isinstance(asked, (int, float)) and math.isfinite(asked) and asked > 0:
+                    retry_after = max(retry_after or 0.0, min(float(asked), RETRY_AFTER_CAP_SECONDS))
+            poll_round.record(job_id, answer, sent_at=sent_at, answered_at=polled_at)
+        poll_round.end()
         return retry_after

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 from airflow.triggers.base import TriggerEvent
 
 from airflow_milvus_import import compat, import_events
+from airflow_milvus_import.arguments import check_conn_id, check_max_consecutive_errors
 from airflow_milvus_import.models import ImportJobState
 
 #: whether this Airflow has event-driven scheduling (AssetWatcher, BaseEventTrigger: 3.0+)
@@ -283,8 +284,7 @@ class MilvusImportJobEventTrigger(_TriggerBase):
         super().__init__()  # type: ignore[no-untyped-call]
         if not isinstance(collection_name, str) or not collection_name.strip():
             raise ValueError(f"collection_name must be a non-empty string, got {collection_name!r}")
-        if not isinstance(milvus_import_conn_id, str) or not milvus_import_conn_id.strip():
-            raise ValueError("milvus_import_conn_id must be a non-empty string")
+        check_conn_id(milvus_import_conn_id)
         if db_name is not None and (not isinstance(db_name, str) or not db_name.strip()):
             raise ValueError(f"db_name must be a non-empty string or None, got {db_name!r}")
         if isinstance(min_rows, bool) or not isinstance(min_rows, int) or min_rows < 0:
@@ -298,10 +298,7 @@ class MilvusImportJobEventTrigger(_TriggerBase):
             or not poll_interval > 0
         ):
             raise ValueError(f"poll_interval must be a number of seconds > 0, got {poll_interval!r}")
-        if isinstance(max_consecutive_errors, bool) or not isinstance(max_consecutive_errors, int):
-            raise ValueError("max_consecutive_errors must be an integer")
-        if max_consecutive_errors < 1:
-            raise ValueError(f"max_consecutive_errors must be at least 1, got {max_consecutive_errors}")
+        check_max_consecutive_errors(max_consecutive_errors, not_an_integer=ValueError)
         self.collection_name = collection_name
         self.milvus_import_conn_id = milvus_import_conn_id
         self.db_name = db_name
