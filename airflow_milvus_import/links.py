@@ -29,17 +29,29 @@ import logging
 import re
 import urllib.parse
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
 
 from airflow.providers.common.compat.sdk import BaseOperatorLink
-
-from airflow_milvus_import.operators import ImportJobSource
 
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperator
     from airflow.sdk.types import TaskInstanceKey
 
     from airflow_milvus_import.protocol import ConnectionSettings
+
+
+@runtime_checkable
+class ImportJobSource(Protocol):
+    """A task that can say which import jobs its try worked on (what the console link reads)."""
+
+    def import_job_ids(self) -> list[str]:
+        """The jobs the try created or waited for, as strings (empty: none yet)."""
+        ...
+
+    def known_import_jobs(self) -> list[dict[str, Any]]:
+        """The jobs' last known progress in this process, as ``ImportJobProgress.to_dict()``."""
+        ...
+
 
 __all__ = [
     "LINK_PLACEHOLDERS",
@@ -130,7 +142,7 @@ def _job_ids(operator: Any) -> list[str]:
     """
     The jobs a task created (the import operator's job, also the one it pushed to XCom ``job_id``) or
     waited for (the sensor's rendered ``job_id``), as its
-    :class:`~airflow_milvus_import.operators.ImportJobSource` interface says. Airflow computes links in
+    :class:`ImportJobSource` interface says. Airflow computes links in
     the process that ran the try, on the task object that ran it, so this is what the try did: no XCom
     round trip is needed.
     """

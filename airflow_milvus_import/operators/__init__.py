@@ -4,14 +4,14 @@ on, the collection target read from the connection, the wait's tracker and trigg
 view. Imported by DAG files through them: nothing heavy here (typing only at import time).
 
 :class:`ImportJobTask` is also the interface the "Milvus import job" link reads
-(:mod:`airflow_milvus_import.links`): :meth:`~ImportJobTask.import_job_ids` and
-:meth:`~ImportJobTask.known_import_jobs`.
+(:class:`airflow_milvus_import.links.ImportJobSource`, declared there):
+:meth:`~ImportJobTask.import_job_ids` and :meth:`~ImportJobTask.known_import_jobs`.
 """
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     from airflow_milvus_import.hooks.milvus_import import MilvusImportHook
@@ -24,17 +24,13 @@ if TYPE_CHECKING:
 __all__ = ["ImportJobSource", "ImportJobTask", "LineageInputs"]
 
 
-@runtime_checkable
-class ImportJobSource(Protocol):
-    """A task that can say which import jobs its try worked on (what the console link reads)."""
+def __getattr__(name: str) -> Any:
+    # the interface is declared by its reader, airflow_milvus_import.links; kept importable from here
+    if name == "ImportJobSource":
+        from airflow_milvus_import.links import ImportJobSource
 
-    def import_job_ids(self) -> list[str]:
-        """The jobs the try created or waited for, as strings (empty: none yet)."""
-        ...
-
-    def known_import_jobs(self) -> list[dict[str, Any]]:
-        """The jobs' last known progress in this process, as ``ImportJobProgress.to_dict()``."""
-        ...
+        return ImportJobSource
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 #: what a task gives :func:`~airflow_milvus_import.lineage.build_lineage`: the target and its arguments

@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Final, TypeVar
 
+import airflow_milvus_import.protocol.routes as routes
 from airflow_milvus_import import __version__
 from airflow_milvus_import.exceptions import MilvusImportError, MilvusImportRequestError
-from airflow_milvus_import.protocol import routes
 from airflow_milvus_import.protocol.settings import ConnectionSettings, header_safe
 
 __all__ = [
