@@ -6,7 +6,7 @@ stalls forever), creates them on the faulty server, then waits for all of them a
 real ``MilvusImportJobTrigger.run()`` loop (one asyncio loop, as in a triggerer) or through
 ``MilvusImportJobSensor`` in poke mode (one thread per sensor, as on workers). It records every wait's
 outcome and timing, and the server's own counters of requests and injected faults, and renders them as a
-report. ``tests/test_secrets.py`` reuses it for a small run with a token.
+report. ``tests/integration/test_secrets.py`` reuses it for a small run with a token.
 
 Outcomes are checked against the plan: a job planned to complete must end in ``success``, one planned to
 fail in ``failed`` with its reason, and one that never ends (stalled, or outliving its deadline) in

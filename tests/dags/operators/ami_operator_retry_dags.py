@@ -1,6 +1,6 @@
 """
-DAGs of the retry tests (``tests/test_operator_retries.py``): an import whose first try's wait fails
-(its ``timeout`` is shorter than the job), retried once, on both waiting paths.
+DAGs of the retry tests (``tests/unit/operators/test_milvus_import_retries.py``): an import whose first try's
+wait fails (its ``timeout`` is shorter than the job), retried once, on both waiting paths.
 """
 
 from __future__ import annotations

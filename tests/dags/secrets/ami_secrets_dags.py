@@ -1,6 +1,6 @@
 """
-DAGs tests/test_secrets.py runs under ``dag.test()`` besides the example DAGs: the paths the examples do not
-take, where a credential could escape.
+DAGs tests/integration/test_secrets.py runs under ``dag.test()`` besides the example DAGs: the paths the
+examples do not take, where a credential could escape.
 
 * ``ami_secrets_zilliz_object_urls``: Zilliz Cloud's form of an import, object URLs with the bucket's
   credentials taken from another Airflow connection (``storage_conn_id``), waited for in the triggerer;

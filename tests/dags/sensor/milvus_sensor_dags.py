@@ -1,5 +1,6 @@
 """
-DAGs that tests/test_sensor.py runs under ``dag.test()`` (which needs DAGs that live in the DAGs folder).
+DAGs that tests/unit/sensors/test_milvus_import.py runs under ``dag.test()`` (which needs DAGs that live in
+the DAGs folder).
 
 Each DAG waits with ``MilvusImportJobSensor`` in one mode, then a downstream task reads the sensor's XCom.
 The job id(s) and the connection come from the run's conf, through the sensor's templated fields:

@@ -29,7 +29,7 @@ from airflow_milvus_import.lineage import (
 )
 from airflow_milvus_import.protocol import settings_from_connection
 from tests.conftest import SENTINEL_TOKEN
-from tests.test_operators import (
+from tests.unit.operators.test_milvus_import import (
     DAGS_FOLDER,
     new_collection,
     relative,

@@ -22,7 +22,7 @@ from airflow_milvus_import.operators.milvus_import import (
     MilvusBulkImportOperator,
     task_state_store_of,
 )
-from tests.test_operators import (
+from tests.unit.operators.test_milvus_import import (
     Logs,
     count_rows,
     new_collection,
@@ -35,7 +35,7 @@ from tests.test_operators import (
     xcom,
 )
 
-DAGS_FOLDER = Path(__file__).parent / "dags" / "operators"
+DAGS_FOLDER = Path(__file__).resolve().parents[2] / "dags" / "operators"
 CREATE_ROUTE = "/v2/vectordb/jobs/import/create"
 
 

@@ -19,7 +19,15 @@ import pytest
 
 from airflow_milvus_import.lineage import collection_ref, milvus_collection_asset, parse_collection_uri
 from tests.conftest import REPO_ROOT
-from tests.test_operators import count_rows, new_collection, relative, run_dag, task_states, write_files, xcom
+from tests.unit.operators.test_milvus_import import (
+    count_rows,
+    new_collection,
+    relative,
+    run_dag,
+    task_states,
+    write_files,
+    xcom,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -265,7 +273,7 @@ def run_existing(folder: Path, dag_id: str, run_id: str) -> Any:
 
 @pytest.fixture
 def example_assets(airflow_db: Path, local_server: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    from tests.test_operators import use_dags_folder
+    from tests.unit.operators.test_milvus_import import use_dags_folder
 
     use_dags_folder(monkeypatch, EXAMPLE_DAGS)
     monkeypatch.setenv("MILVUS_IMPORT_EXAMPLE_ENDPOINT", local_server.url)
@@ -385,7 +393,7 @@ ALIAS_DAGS = textwrap.dedent(
 def test_an_alias_outlet_gets_the_collection_and_the_consumer_waits_for_the_job(
     airflow_db: Path, local_server: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from tests.test_operators import use_dags_folder
+    from tests.unit.operators.test_milvus_import import use_dags_folder
 
     folder = tmp_path / "dags"
     folder.mkdir()
@@ -429,7 +437,7 @@ def test_an_outlet_naming_another_collection_is_reported(
     capfd: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from tests.test_operators import Logs, use_dags_folder
+    from tests.unit.operators.test_milvus_import import Logs, use_dags_folder
 
     folder = tmp_path / "dags"
     folder.mkdir()

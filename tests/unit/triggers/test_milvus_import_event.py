@@ -476,8 +476,8 @@ def test_the_import_operator_marks_its_jobs_in_the_outlets_state(
     from sqlalchemy import select
 
     from airflow_milvus_import.lineage import collection_ref
-    from tests.test_assets import sync_dags_and_unpause
-    from tests.test_operators import run_dag, task_states, use_dags_folder, xcom
+    from tests.unit.operators.test_milvus_import import run_dag, task_states, use_dags_folder, xcom
+    from tests.unit.test_assets import sync_dags_and_unpause
 
     collection = f"ev_marks_{uuid.uuid4().hex[:8]}"
     prepare_rows(local_server, collection, ROWS_FILE, rows=3)

@@ -508,7 +508,7 @@ def test_poke_mode_soft_fail_skips_a_failed_job(answers: Answers) -> None:
 # ------------------------------------------------------------------------------------------------------
 # The three modes for real: dag.test() against the local import server
 
-DAGS_FOLDER = Path(__file__).resolve().parent / "dags" / "sensor"
+DAGS_FOLDER = Path(__file__).resolve().parents[2] / "dags" / "sensor"
 COLLECTION = "sensor_books"
 ROWS_FILE = "sensor_rows.json"
 

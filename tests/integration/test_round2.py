@@ -23,7 +23,7 @@ from airflow_milvus_import.exceptions import (
 from airflow_milvus_import.hooks.milvus_import import MilvusImportHook
 from airflow_milvus_import.models import ImportFileState, ImportJobState
 from tests.conftest import SENTINEL_TOKEN
-from tests.test_hook import assert_clean, catch, hook_for, run
+from tests.unit.hooks.test_milvus_import import assert_clean, catch, hook_for, run
 from tests.wire_server import FakeImportServer, envelope, json_response
 
 if TYPE_CHECKING:

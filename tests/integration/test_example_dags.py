@@ -18,7 +18,7 @@ import pytest
 from airflow_milvus_import import compat
 from tests.airflow_versions import DAGBAG_IMPORT_SOURCE
 from tests.conftest import REPO_ROOT
-from tests.test_operators import count_rows, run_dag, task_states, use_dags_folder, xcom
+from tests.unit.operators.test_milvus_import import count_rows, run_dag, task_states, use_dags_folder, xcom
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -129,7 +129,7 @@ def test_mapped_example(examples: Any) -> None:
 @pytest.mark.integration
 def test_gate_example_passes_a_finished_import_and_blocks_a_failed_one(examples: Any) -> None:
     from airflow_milvus_import.hooks.milvus_import import MilvusImportHook
-    from tests.test_operators import new_collection, relative, write_files
+    from tests.unit.operators.test_milvus_import import new_collection, relative, write_files
 
     collection = new_collection(examples, "gate")
     batches = relative(examples, write_files(examples, collection, [15, 25]))

@@ -35,12 +35,19 @@ from typing import Any
 import pytest
 
 from tests.conftest import REPO_ROOT, SENTINEL_TOKEN, prepare_rows
-from tests.test_operators import new_collection, relative, run_dag, task_states, use_dags_folder, write_files
+from tests.unit.operators.test_milvus_import import (
+    new_collection,
+    relative,
+    run_dag,
+    task_states,
+    use_dags_folder,
+    write_files,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900)]
 
 EXAMPLE_DAGS = REPO_ROOT / "example_dags"
-SECRETS_DAGS = Path(__file__).resolve().parent / "dags" / "secrets"
+SECRETS_DAGS = Path(__file__).resolve().parents[1] / "dags" / "secrets"
 STORAGE_SECRET = f"{SENTINEL_TOKEN}-storage-secret-key"
 SESSION_TOKEN = f"{SENTINEL_TOKEN}-storage-session-token"
 WRONG_TOKEN = f"{SENTINEL_TOKEN}-stale"

@@ -42,7 +42,7 @@ from tests.airflow_versions import (
 )
 from tests.conftest import SENTINEL_TOKEN
 
-DAGS_FOLDER = Path(__file__).parent / "dags" / "operators"
+DAGS_FOLDER = Path(__file__).resolve().parents[2] / "dags" / "operators"
 DIM = 8
 
 

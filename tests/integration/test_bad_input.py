@@ -7,9 +7,9 @@ The rows are the README's troubleshooting table (``docs/troubleshooting.md``). R
 answer from a server run against pytest-httpserver on 127.0.0.1 (``tests.wire_server.FakeImportServer``);
 rows about real behaviour run against the project's local import server, started with ``SENTINEL_TOKEN`` as
 its required token. Every connection carries ``SENTINEL_TOKEN`` as its password, so every message is also a
-secrets check. ``tests/test_hook.py`` goes deeper on several rows (retries, fallbacks); here each row is the
-user-facing contract, checked end to end: through the hook (sync and async) and, where a waiter is involved,
-through the real trigger loop and the sensor.
+secrets check. ``tests/unit/hooks/test_milvus_import.py`` goes deeper on several rows (retries, fallbacks);
+here each row is the user-facing contract, checked end to end: through the hook (sync and async) and,
+where a waiter is involved, through the real trigger loop and the sensor.
 """
 
 from __future__ import annotations

@@ -14,10 +14,10 @@ import pytest
 
 from airflow_milvus_import.lineage import ZILLIZ_VOLUME_SCHEME, collection_ref
 from tests.conftest import SENTINEL_TOKEN
-from tests.test_assets import asset_events
-from tests.test_lineage import extract
-from tests.test_links import LINK, links_shown
-from tests.test_operators import run_dag, task_states, use_dags_folder, xcom
+from tests.unit.operators.test_milvus_import import run_dag, task_states, use_dags_folder, xcom
+from tests.unit.test_assets import asset_events
+from tests.unit.test_lineage import extract
+from tests.unit.test_links import LINK, links_shown
 from tests.wire_server import FakeImportServer
 
 if TYPE_CHECKING:
