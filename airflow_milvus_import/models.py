@@ -15,7 +15,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import pendulum
 from pendulum import DateTime
@@ -34,6 +34,18 @@ __all__ = [
 ]
 
 
+_State = TypeVar("_State", "ImportJobState", "ImportFileState")
+
+
+def _state_from_wire(cls: type[_State], value: Any, aliases: dict[str, _State]) -> _State:
+    """A state enum's member for any spelling a server uses; ``UNKNOWN`` for anything else."""
+    if isinstance(value, cls):
+        return value
+    if not isinstance(value, str):
+        return cls.UNKNOWN
+    return aliases.get(value.strip().lower(), cls.UNKNOWN)
+
+
 class ImportJobState(str, enum.Enum):
     """The state of an import job, as a client sees it."""
 
@@ -49,11 +61,7 @@ class ImportJobState(str, enum.Enum):
     @classmethod
     def from_wire(cls, value: Any) -> ImportJobState:
         """Map any spelling a server uses (``InProgress``, legacy ``ImportRunning``...) to a state."""
-        if isinstance(value, ImportJobState):
-            return value
-        if not isinstance(value, str):
-            return cls.UNKNOWN
-        return _JOB_STATE_ALIASES.get(value.strip().lower(), cls.UNKNOWN)
+        return _state_from_wire(cls, value, _JOB_STATE_ALIASES)
 
     @property
     def is_terminal(self) -> bool:
@@ -109,11 +117,7 @@ class ImportFileState(str, enum.Enum):
 
     @classmethod
     def from_wire(cls, value: Any) -> ImportFileState:
-        if isinstance(value, ImportFileState):
-            return value
-        if not isinstance(value, str):
-            return cls.UNKNOWN
-        return _FILE_STATE_ALIASES.get(value.strip().lower(), cls.UNKNOWN)
+        return _state_from_wire(cls, value, _FILE_STATE_ALIASES)
 
     @property
     def is_terminal(self) -> bool:

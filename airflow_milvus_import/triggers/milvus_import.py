@@ -7,7 +7,7 @@ import math
 import sys
 import time
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
 
     from airflow_milvus_import.models import ImportJobProgress
+    from airflow_milvus_import.polling import SharedProgressSource
     from airflow_milvus_import.waiting.tracker import FailedPoll
 
 __all__ = ["MilvusImportJobTrigger", "next_poll_delay"]
@@ -62,21 +63,6 @@ async def _within(seconds: float | None, awaitable: Awaitable[_T]) -> _T:
         async with asyncio.timeout(seconds):
             return await awaitable
     return await asyncio.wait_for(awaitable, seconds)  # pragma: no cover - Python 3.10
-
-
-class ProgressSource(Protocol):
-    """Where a trigger gets job progress (:class:`airflow_milvus_import.polling.SharedProgressSource`)."""
-
-    async def fetch(
-        self,
-        job_ids: Sequence[str],
-        *,
-        delay: float = 0.0,
-        exact: bool = False,
-        retry_until: float | None = None,
-    ) -> dict[str, ImportJobProgress | Exception]: ...
-
-    async def aclose(self) -> None: ...
 
 
 def next_poll_delay(
@@ -294,7 +280,7 @@ class MilvusImportJobTrigger(BaseTrigger):
 
     # ----------------------------------------------------------------------------------------------------
 
-    def _open_progress_source(self) -> ProgressSource:
+    def _open_progress_source(self) -> SharedProgressSource:
         """The shared poller of this trigger's endpoint (per triggerer process and event loop)."""
         from airflow_milvus_import.polling import SharedProgressSource
 
@@ -367,7 +353,7 @@ class MilvusImportJobTrigger(BaseTrigger):
 
     async def _poll(
         self,
-        source: ProgressSource,
+        source: SharedProgressSource,
         tracker: JobWaitTracker,
         last_logged_states: dict[str, str],
         delay: float = 0.0,
