@@ -40,7 +40,7 @@ __all__ = [
 
 #: the key of this package's OpenLineage run facet
 RUN_FACET_NAME: Final = "milvusImport"
-#: identifies the run facet's schema (a URN: the schema is documented in the README, not hosted)
+#: identifies the run facet's schema (a URN: the schema is documented in docs/lineage.md, not hosted)
 RUN_FACET_SCHEMA_URL: Final = "urn:airflow-milvus-import:openlineage:MilvusImportRunFacet:1-0-0"
 
 _LOOPBACK_NAMES: Final = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})

@@ -264,7 +264,7 @@ class MilvusBulkImportOperator(ImportJobTask, BaseOperator):  # type: ignore[mis
     in Airflow 3.3's task state store. Still running: it waits on it; Completed: it returns its result
     with no new create; Failed (or aborted): it creates a fresh job. Without a task state store (Airflow
     before 3.3) it looks for the earlier try's job among the collection's newest jobs: same files, created
-    since the DAG run started and not Failed (see the README for what this does and does not guarantee).
+    since the DAG run started and not Failed (docs/operators.md says what this does and does not guarantee).
 
     **Assets.** Declare the collection as an outlet,
     ``outlets=[milvus_collection_asset("books", endpoint="http://milvus:19530")]`` (see
