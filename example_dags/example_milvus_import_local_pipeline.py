@@ -26,7 +26,7 @@ Only Airflow and this provider are imported when the file is parsed; pymilvus an
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from airflow.providers.common.compat.sdk import Param, dag, get_current_context, task
@@ -112,6 +112,11 @@ def example_milvus_import_local_pipeline() -> None:
         deferrable=True,
         poll_interval=2,
         timeout=1800,
+        # A retry is safe: it reconnects to this try's job instead of importing the files again. It also
+        # covers an Airflow scheduler race (apache/airflow#67287, #72716) that can fail a deferred task whose
+        # trigger fires within seconds of its deferral.
+        retries=2,
+        retry_delay=timedelta(seconds=10),
     )
     list_file_details = MilvusListImportJobsOperator(
         task_id="list_file_details",
