@@ -724,23 +724,6 @@ class MilvusImportHook(BaseHook):
         pager.feed(request, await self._acall(request, await self.aget_settings()))
         return True
 
-    async def alist_import_jobs_page(
-        self, *, db_name: str | None = None, page: int | None = None, page_size: int | None = None
-    ) -> tuple[list[Mapping[str, Any]], int | None, bool]:
-        """
-        One page of ``list`` for every collection: the raw records, the server's ``count`` (None when it
-        sent none) and whether this is the last page (``protocol.is_last_list_page``).
-        ``page`` and ``page_size`` are Zilliz Cloud's paging (None on self-hosted Milvus).
-        """
-        settings = await self.aget_settings()
-        request = protocol.build_list_request(settings, db_name=db_name, page=page, page_size=page_size)
-        data = await self._acall(request, settings)
-        records, count = protocol.parse_list_page(request, data)
-        last = protocol.is_last_list_page(
-            settings, data, records, page_size=page_size or protocol.ZILLIZ_PAGE_SIZE
-        )
-        return list(records), count, last
-
     async def aabort_import_job(self, job_id: str, *, db_name: str | None = None) -> None:
         """The async twin of :meth:`abort_import_job` (for a trigger's ``on_kill``)."""
         settings = await self.aget_settings()
